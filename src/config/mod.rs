@@ -1,0 +1,436 @@
+//! The router's configuration: where it comes from, what it may say, and
+//! the checked, typed [`Config`] the rest of the router reads.
+//!
+//! Lookup order: `--config PATH`, else `$INFLUXDB_ROUTER_CONFIG`, else the
+//! [`EMBEDDED_DEFAULT`]. Text goes through three steps, one submodule each:
+//! `raw` (TOML to loosely typed structs, unknown keys refused), then
+//! `validate`, `nodes` and `routes` (defaults, conversions and rules), with
+//! `units` for durations and sizes. Every problem found is collected into
+//! one [`ConfigError`] naming file, key and what is wrong.
+
+mod error;
+mod nodes;
+mod raw;
+mod routes;
+mod units;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use error::{ConfigError, Problem};
+pub use units::{parse_duration, parse_size};
+
+use error::Problems;
+
+use crate::routing::glob::Glob;
+
+/// The configuration used when no file is given: listen on `0.0.0.0:5096`
+/// and relay to one local InfluxDB at `http://127.0.0.1:8086`.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+/// The environment variable naming a config file when `--config` is absent.
+pub const CONFIG_ENV: &str = "INFLUXDB_ROUTER_CONFIG";
+
+/// Where queues live when `[buffer] dir` is not set.
+pub const DEFAULT_BUFFER_DIR: &str = "/var/lib/influxdb-router";
+
+/// The name problems in [`EMBEDDED_DEFAULT`] are reported under.
+pub const EMBEDDED_ORIGIN: &str = "embedded default";
+
+/// The whole configuration, after defaults are applied and validation passed.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub write: WriteConfig,
+    pub health: HealthConfig,
+    pub buffer: BufferConfig,
+    pub routing: RoutingConfig,
+    pub clusters: Vec<ClusterConfig>,
+    /// `[[route]]`s in file order: the first that matches decides.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`: the listener.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    pub max_body_size: u64,
+    pub read_timeout: Duration,
+    pub max_connections: usize,
+    /// How long in-flight requests may finish after SIGTERM.
+    pub shutdown_timeout: Duration,
+}
+
+/// `[write]`: how writes are replicated.
+#[derive(Debug, Clone)]
+pub struct WriteConfig {
+    pub consistency: Consistency,
+    pub timeout: Duration,
+}
+
+/// How many write-enabled nodes must accept a write before it succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    Any,
+    One,
+    Quorum,
+    All,
+}
+
+/// `[health]`: the active health checker.
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub unhealthy_after: u32,
+    pub healthy_after: u32,
+}
+
+/// `[buffer]`: the durable per-node write queues (hinted handoff).
+#[derive(Debug, Clone)]
+pub struct BufferConfig {
+    /// Queues live in `<dir>/<cluster>/<node>/`.
+    pub dir: PathBuf,
+    pub max_size_per_node: u64,
+    pub on_full: OnFull,
+    pub fsync: FsyncPolicy,
+    /// First delay after a failed replay; it doubles up to `retry_max`.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+/// What a full queue does with a new record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFull {
+    /// The record is refused: the node does not get it, and the write fails
+    /// if its consistency level can no longer be met.
+    Reject,
+    /// Whole oldest records are dropped (and counted) to make room.
+    DropOldest,
+}
+
+/// When queue appends reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Every record is fsynced on its own before it counts as queued.
+    Always,
+    /// Records count as queued after an fsync shared by everything appended
+    /// meanwhile (group commit).
+    Batch,
+    /// Written to the operating system only; a power cut may lose records.
+    Never,
+}
+
+/// `[routing]`: which cluster serves requests that name none.
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    pub default_cluster: String,
+    /// Reload the routing table when the config file changes (and on SIGHUP).
+    pub watch: bool,
+    /// DNS servers for SRV discovery; empty means the system resolver configuration.
+    pub dns_servers: Vec<SocketAddr>,
+    /// Where the routing table comes from.
+    pub source: RoutingSource,
+    /// Redis holding the routing document (`source = "redis"`).
+    pub redis_url: String,
+    /// Prefix of the Redis keys and of the RabbitMQ exchange.
+    pub key_prefix: String,
+    /// RabbitMQ carrying the change notices.
+    pub amqp_url: String,
+    /// How often Redis is read even without a notice.
+    pub poll_interval: std::time::Duration,
+}
+
+/// `[routing] source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutingSource {
+    /// The config file (watched, and re-read on SIGHUP).
+    File,
+    /// The document at Redis key `<key_prefix>:routing`, with RabbitMQ notices.
+    Redis,
+}
+
+/// One `[[cluster]]`: a named group of nodes holding the same data.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Static nodes, or the nodes last discovered through `srv`.
+    pub nodes: Vec<NodeConfig>,
+    /// Where the nodes come from when they are discovered through DNS SRV.
+    pub srv: Option<SrvConfig>,
+}
+
+/// `srv`, `srv_interval` and `scheme` of a `[[cluster]]` whose nodes are the
+/// targets of DNS SRV records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrvConfig {
+    /// The SRV record name, like `_http._tcp.influxdb.svc`.
+    pub name: String,
+    /// How often the records are looked up again.
+    pub interval: Duration,
+    /// The scheme of the node URLs; only `http` for now.
+    pub scheme: String,
+}
+
+/// One `[[route]]`: where data of matching databases and measurements goes.
+/// Requests that no rule matches go to `routing.default_cluster`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// The databases the rule applies to; `None` (left out) is every one.
+    pub database: Option<Glob>,
+    /// The measurements the rule applies to; `None` (left out) is every one.
+    pub measurement: Option<Glob>,
+    pub target: RouteTarget,
+}
+
+/// Where a `[[route]]` sends what it matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// `cluster = "name"`: everything to that cluster.
+    Cluster(String),
+    /// `shard = [...]`: each value of `key` lives on exactly one of these
+    /// (at least two, all different) clusters, chosen by rendezvous hashing
+    /// (see [`crate::routing::hash`]).
+    Shard {
+        clusters: Vec<String>,
+        key: ShardKey,
+    },
+}
+
+/// What a sharded rule hashes to pick a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardKey {
+    /// The measurement name, unescaped (`shard_key = "measurement"`).
+    Measurement,
+}
+
+/// One InfluxDB node: `http://host[:port]`, no path, no query.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub name: String,
+    pub url: http::Uri,
+    pub mode: NodeMode,
+}
+
+/// What a node takes part in; see the `accepts_*` methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeMode {
+    ReadWrite,
+    WriteOnly,
+    ReadOnly,
+    Drain,
+    Off,
+}
+
+/// A password: printed as `***` by both `Debug` and `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+/// Where the configuration came from, for logs and `/status`.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    Env(PathBuf),
+    Embedded,
+}
+
+/// A checked configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: Config,
+    pub source: ConfigSource,
+}
+
+/// Loads the configuration: `cli_path`, else `$INFLUXDB_ROUTER_CONFIG`
+/// (ignored when empty), else [`EMBEDDED_DEFAULT`].
+pub fn load(cli_path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
+    load_from(cli_path, std::env::var_os(CONFIG_ENV))
+}
+
+/// [`load`] with the environment variable's value passed in.
+fn load_from(cli_path: Option<&Path>, env: Option<OsString>) -> Result<LoadedConfig, ConfigError> {
+    let source = match (cli_path, env) {
+        (Some(path), _) => ConfigSource::File(path.to_owned()),
+        (None, Some(env)) if !env.is_empty() => ConfigSource::Env(PathBuf::from(env)),
+        (None, _) => ConfigSource::Embedded,
+    };
+    let config = match &source {
+        ConfigSource::File(path) | ConfigSource::Env(path) => load_file(path)?,
+        ConfigSource::Embedded => Config::embedded_default(),
+    };
+    Ok(LoadedConfig { config, source })
+}
+
+fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        let why = match err.kind() {
+            std::io::ErrorKind::NotFound => "the file does not exist".to_owned(),
+            _ => err.to_string(),
+        };
+        ConfigError::single(&origin, "", format!("cannot read the config file: {why}"))
+    })?;
+    Config::from_toml_str(&text, &origin)
+}
+
+impl Config {
+    /// Parses and checks TOML text; `origin` names the file in messages.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let mut problems = Problems::new(origin);
+        let Some(raw) = raw::parse(text, &mut problems) else {
+            return Err(problems.into_error());
+        };
+        let config = validate::build(raw, &mut problems);
+        match problems.is_empty() {
+            true => Ok(config),
+            false => Err(problems.into_error()),
+        }
+    }
+
+    /// The [`EMBEDDED_DEFAULT`] configuration, which is always valid.
+    pub fn embedded_default() -> Config {
+        Config::from_toml_str(EMBEDDED_DEFAULT, EMBEDDED_ORIGIN)
+            .unwrap_or_else(|err| panic!("the embedded default config is invalid:\n{err}"))
+    }
+
+    /// The number of nodes over all clusters.
+    pub fn node_count(&self) -> usize {
+        self.clusters.iter().map(|c| c.nodes.len()).sum()
+    }
+
+    /// The cluster called `name`, if any.
+    pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+}
+
+impl NodeConfig {
+    /// The node's port: the one in its URL, else 80.
+    pub fn port(&self) -> u16 {
+        self.url.port_u16().unwrap_or(80)
+    }
+}
+
+impl FromStr for Consistency {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "any" => Ok(Consistency::Any),
+            "one" => Ok(Consistency::One),
+            "quorum" => Ok(Consistency::Quorum),
+            "all" => Ok(Consistency::All),
+            _ => Err(format!(
+                "expected one of \"any\", \"one\", \"quorum\" or \"all\", got {s:?}"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Consistency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Consistency::Any => "any",
+            Consistency::One => "one",
+            Consistency::Quorum => "quorum",
+            Consistency::All => "all",
+        })
+    }
+}
+
+impl NodeMode {
+    const ALL: [NodeMode; 5] = [
+        NodeMode::ReadWrite,
+        NodeMode::WriteOnly,
+        NodeMode::ReadOnly,
+        NodeMode::Drain,
+        NodeMode::Off,
+    ];
+
+    /// Whether writes are replicated to this node.
+    pub fn accepts_writes(self) -> bool {
+        matches!(self, NodeMode::ReadWrite | NodeMode::WriteOnly)
+    }
+
+    /// Whether queries may be sent to this node.
+    pub fn accepts_reads(self) -> bool {
+        matches!(self, NodeMode::ReadWrite | NodeMode::ReadOnly)
+    }
+
+    /// Whether administrative statements are broadcast to this node.
+    pub fn accepts_admin(self) -> bool {
+        self != NodeMode::Off
+    }
+
+    /// The TOML spelling: `read-write`, `write-only`, `read-only`, `drain`, `off`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeMode::ReadWrite => "read-write",
+            NodeMode::WriteOnly => "write-only",
+            NodeMode::ReadOnly => "read-only",
+            NodeMode::Drain => "drain",
+            NodeMode::Off => "off",
+        }
+    }
+}
+
+impl FromStr for NodeMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        NodeMode::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
+            format!(
+                "expected one of \"read-write\", \"write-only\", \"read-only\", \"drain\" or \"off\", got {s:?}"
+            )
+        })
+    }
+}
+
+impl fmt::Display for NodeMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::File(path) => write!(f, "file {}", path.display()),
+            ConfigSource::Env(path) => write!(f, "file {} (from ${CONFIG_ENV})", path.display()),
+            ConfigSource::Embedded => f.write_str(EMBEDDED_ORIGIN),
+        }
+    }
+}

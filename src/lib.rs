@@ -1,0 +1,40 @@
+//! # influxdb-router
+//!
+//! A router and relay that makes a fleet of InfluxDB 1.x servers look like one
+//! server on port 5096. Writes are replicated to every write-enabled node of
+//! the cluster, reads go to one healthy node, and administrative statements
+//! are broadcast to every node.
+//!
+//! ## Layout
+//!
+//! * [`config`]: the TOML model, durations and sizes, validation that names
+//!   file, key and problem, and the embedded default configuration.
+//! * [`protocol`]: what the router must understand of InfluxDB's wire
+//!   formats: the InfluxQL statement splitter and classifier, and the JSON
+//!   error and result shapes.
+//! * [`queue`]: the durable per-node queue (hinted handoff): segment files
+//!   with length- and CRC-framed records, one group-commit writer thread per
+//!   queue, a persisted read position, crash recovery that cuts torn tails.
+//! * [`routing`]: the immutable routing snapshot (clusters and their nodes)
+//!   and the one place that publishes it.
+//! * [`node`]: one InfluxDB node as the router sees it: pooled HTTP client,
+//!   health state, in-flight counter, and the active health checker.
+//! * [`server`]: the HTTP listener and the handlers for `/write`,
+//!   `/api/v2/write`, `/query`, `/ping`, `/health` and `/status`.
+//!
+//! `main.rs` only parses the command line and calls [`server::run`].
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+#![deny(clippy::dbg_macro, clippy::todo, clippy::await_holding_lock)]
+
+pub mod config;
+pub mod node;
+pub mod payload;
+pub mod protocol;
+pub mod queue;
+pub mod routing;
+pub mod server;
+
+/// The router's own version, as reported by `--version` and `/status`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,306 @@
+//! The `influxdb-router` command: parses the command line and hands over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use influxdb_router::config::{self, ConfigSource, LoadedConfig, RouteConfig, RouteTarget};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "influxdb-router",
+    version,
+    about = "Makes a fleet of InfluxDB 1.x servers look like one"
+)]
+struct Cli {
+    /// Configuration file (default: $INFLUXDB_ROUTER_CONFIG, else the embedded default)
+    #[arg(short, long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the router (the default)
+    Serve,
+    /// Validate the configuration and print the resolved routing table
+    CheckConfig,
+    /// Administration commands
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// The routing table in Redis (`[routing] source = "redis"`)
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RoutesCommand {
+    /// Print the stored version and routing document
+    Show {
+        #[command(flatten)]
+        target: RoutesTarget,
+    },
+    /// Validate FILE, store it as a new version and notify the routers
+    Push {
+        /// Configuration (or just its routing part) holding the new table
+        file: PathBuf,
+        #[command(flatten)]
+        target: RoutesTarget,
+    },
+}
+
+/// Where the routing document lives (default: the configuration's `[routing]`).
+#[derive(Debug, Args)]
+struct RoutesTarget {
+    /// Redis URL (default: routing.redis_url)
+    #[arg(long = "redis", value_name = "URL")]
+    redis: Option<String>,
+    /// RabbitMQ URL (default: routing.amqp_url)
+    #[arg(long = "amqp", value_name = "URL")]
+    amqp: Option<String>,
+    /// Key prefix (default: routing.key_prefix)
+    #[arg(long = "key-prefix", value_name = "P")]
+    key_prefix: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let loaded = match config::load(cli.config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("influxdb-router: invalid configuration:\n{e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig => check_config(&loaded),
+        Command::Serve => serve(loaded),
+        Command::Admin {
+            command: AdminCommand::Routes { command },
+        } => routes(&loaded, command),
+    }
+}
+
+fn routes(loaded: &LoadedConfig, command: RoutesCommand) -> ExitCode {
+    use influxdb_router::routing::source::redis as source;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("influxdb-router: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let routing = &loaded.config.routing;
+    let settings = |target: &RoutesTarget| {
+        (
+            target
+                .redis
+                .clone()
+                .unwrap_or_else(|| routing.redis_url.clone()),
+            target
+                .amqp
+                .clone()
+                .unwrap_or_else(|| routing.amqp_url.clone()),
+            target
+                .key_prefix
+                .clone()
+                .unwrap_or_else(|| routing.key_prefix.clone()),
+        )
+    };
+    match command {
+        RoutesCommand::Show { target } => {
+            let (redis, _, prefix) = settings(&target);
+            match runtime.block_on(source::show(&redis, &prefix)) {
+                Ok(Some((version, document))) => {
+                    println!("# version: {version}");
+                    print!("{document}");
+                    if !document.ends_with('\n') {
+                        println!();
+                    }
+                    ExitCode::SUCCESS
+                }
+                Ok(None) => {
+                    eprintln!(
+                        "influxdb-router: no routing document at {}",
+                        source::document_key(&prefix)
+                    );
+                    ExitCode::from(1)
+                }
+                Err(e) => {
+                    eprintln!("influxdb-router: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        RoutesCommand::Push { file, target } => {
+            let (redis, amqp, prefix) = settings(&target);
+            let text = match std::fs::read_to_string(&file) {
+                Ok(text) => text,
+                Err(e) => {
+                    eprintln!("influxdb-router: cannot read {}: {e}", file.display());
+                    return ExitCode::from(1);
+                }
+            };
+            let origin = file.display().to_string();
+            match runtime.block_on(source::push(&redis, &amqp, &prefix, &text, &origin)) {
+                Ok(pushed) => {
+                    println!(
+                        "pushed {} as version {} to {}",
+                        file.display(),
+                        pushed.version,
+                        source::document_key(&prefix)
+                    );
+                    if let Err(e) = pushed.notice {
+                        eprintln!("influxdb-router: warning: the change notice was not published ({e}); routers pick the change up at their next poll");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("influxdb-router: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn check_config(loaded: &LoadedConfig) -> ExitCode {
+    let config = &loaded.config;
+    println!("configuration: {} (valid)", loaded.source);
+    println!("listen: {}", config.server.bind);
+    println!("queues: {}", config.buffer.dir.display());
+    println!("default cluster: {}", config.routing.default_cluster);
+    for cluster in &config.clusters {
+        println!("cluster {} ({} nodes)", cluster.name, cluster.nodes.len());
+        for node in &cluster.nodes {
+            println!("  {:<20} {:<32} {}", node.name, node.url, node.mode);
+        }
+    }
+    for (i, route) in config.routes.iter().enumerate() {
+        println!("route {i}: {}", describe_route(route));
+    }
+    ExitCode::SUCCESS
+}
+
+fn describe_route(route: &RouteConfig) -> String {
+    let any = |glob: &Option<influxdb_router::routing::glob::Glob>| {
+        glob.as_ref().map_or("*".to_string(), |g| g.to_string())
+    };
+    let target = match &route.target {
+        RouteTarget::Cluster(cluster) => format!("cluster {cluster}"),
+        RouteTarget::Shard { clusters, .. } => {
+            format!("shard by measurement over {}", clusters.join(", "))
+        }
+    };
+    format!(
+        "database {} measurement {} -> {target}",
+        any(&route.database),
+        any(&route.measurement)
+    )
+}
+
+fn serve(loaded: LoadedConfig) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("influxdb-router: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let source = loaded.source.to_string();
+    tracing::info!(config = %source, nodes = loaded.config.node_count(), version = influxdb_router::VERSION, "starting influxdb-router");
+    let file = match loaded.source {
+        ConfigSource::File(path) | ConfigSource::Env(path) => Some(path),
+        ConfigSource::Embedded => None,
+    };
+    // Install the signal handlers before anything listens: a SIGTERM or SIGHUP that
+    // arrives between the first accepted request and the first poll of a lazily
+    // created handler would otherwise take the default action and kill the process.
+    let signals = {
+        let _entered = runtime.enter();
+        ShutdownSignals::install()
+    };
+    let result = runtime.block_on(influxdb_router::server::run(
+        loaded.config,
+        &source,
+        file,
+        signals.wait(),
+    ));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serve");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// SIGTERM and SIGINT handlers, registered at start. SIGHUP is registered too so
+/// that it never terminates the process; the routing sources listen for it.
+struct ShutdownSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+    _hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        let register = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, signal = name, "cannot install a signal handler");
+                None
+            }
+        };
+        ShutdownSignals {
+            term: register(SignalKind::terminate(), "SIGTERM"),
+            interrupt: register(SignalKind::interrupt(), "SIGINT"),
+            _hangup: register(SignalKind::hangup(), "SIGHUP"),
+        }
+    }
+
+    /// Completes on SIGTERM or SIGINT.
+    async fn wait(mut self) {
+        async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = next(&mut self.term) => tracing::info!("SIGTERM received, shutting down"),
+            _ = next(&mut self.interrupt) => tracing::info!("SIGINT received, shutting down"),
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! One InfluxDB node as the router sees it.
+//!
+//! A [`Node`] owns everything per node: its address, its mode, its health
+//! state, its in-flight request counter and its durable queue. It shares the
+//! process-wide pooled HTTP client ([`client::HttpClient`]). It never decides
+//! routing: the routing table holds nodes, handlers pick among them.
+//!
+//! * [`client`]: the pooled hyper client, request sending with timeouts, and
+//!   a response body that keeps the in-flight count until it is consumed.
+//! * [`health`]: the active `GET /ping` checker.
+//! * [`replay`]: the one reader of the node's queue, draining it in order
+//!   while the node is healthy.
+
+pub mod client;
+pub mod health;
+pub mod replay;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use crate::config::{ClusterConfig, NodeConfig, NodeMode};
+use crate::queue::{Queue, Record};
+
+pub use client::{HttpClient, NodeError, NodeResponseBody};
+
+/// One node: address, mode, health and load.
+#[derive(Debug)]
+pub struct Node {
+    name: String,
+    cluster: String,
+    mode: NodeMode,
+    /// `http://host:port`, without a trailing slash.
+    base: String,
+    /// Basic-auth header value built from the cluster's credentials.
+    router_auth: Option<http::HeaderValue>,
+    healthy: AtomicBool,
+    fails_in_a_row: AtomicU32,
+    oks_in_a_row: AtomicU32,
+    in_flight: AtomicUsize,
+    queue: Queue,
+    detail: Mutex<Detail>,
+}
+
+/// Slow-changing facts about a node, for `/status` and `/ping`.
+#[derive(Debug, Clone, Default)]
+pub struct Detail {
+    pub last_error: Option<String>,
+    pub last_error_at: Option<SystemTime>,
+    pub version: Option<String>,
+    pub last_check_at: Option<SystemTime>,
+    /// The last replay failure, cleared by a successful replay.
+    pub replay_error: Option<String>,
+    /// Records per second of the last replayed batch, and when it finished.
+    pub replay_rate: f64,
+    pub replayed_at: Option<SystemTime>,
+}
+
+impl Node {
+    /// A node from its config and its opened queue; it starts out healthy
+    /// until a check says otherwise.
+    pub fn new(cluster: &ClusterConfig, config: &NodeConfig, queue: Queue) -> Arc<Node> {
+        let base = config.url.to_string();
+        Arc::new(Node {
+            name: config.name.clone(),
+            cluster: cluster.name.clone(),
+            mode: config.mode,
+            base: base.trim_end_matches('/').to_string(),
+            router_auth: basic_auth(cluster),
+            healthy: AtomicBool::new(true),
+            fails_in_a_row: AtomicU32::new(0),
+            oks_in_a_row: AtomicU32::new(0),
+            in_flight: AtomicUsize::new(0),
+            queue,
+            detail: Mutex::new(Detail::default()),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    pub fn mode(&self) -> NodeMode {
+        self.mode
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub fn router_auth(&self) -> Option<&http::HeaderValue> {
+        self.router_auth.as_ref()
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The node's durable queue.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// Whether new work must go through the queue to keep the node's order:
+    /// it has a backlog, or it is known to be down.
+    pub fn must_queue(&self) -> bool {
+        !self.queue.is_empty() || !self.is_healthy()
+    }
+
+    /// A copy of the slow-changing details.
+    pub fn detail(&self) -> Detail {
+        self.detail.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// Records an error seen while talking to the node (not a health verdict).
+    pub fn note_error(&self, message: &str) {
+        self.update_detail(|detail| {
+            detail.last_error = Some(message.to_string());
+            detail.last_error_at = Some(SystemTime::now());
+        });
+    }
+
+    /// Puts `record` in the node's queue because it cannot be delivered now;
+    /// `reason` says why when a direct attempt failed. When the queue refuses
+    /// it too, the message names both and is noted as the node's last error.
+    pub async fn hint(&self, record: Record, reason: Option<&str>) -> Result<(), String> {
+        if let Some(reason) = reason {
+            self.note_error(reason);
+        }
+        self.queue.append(record).await.map_err(|e| {
+            let message = match reason {
+                Some(reason) => format!("{reason}; and not queued: {e}"),
+                None => format!("not queued: {e}"),
+            };
+            self.note_error(&message);
+            message
+        })
+    }
+
+    /// Changes the slow-changing details.
+    pub fn update_detail(&self, change: impl FnOnce(&mut Detail)) {
+        if let Ok(mut detail) = self.detail.lock() {
+            change(&mut detail);
+        }
+    }
+
+    /// Counts one request as outstanding until the guard is dropped.
+    pub fn start_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight { node: self.clone() }
+    }
+}
+
+/// Holds one unit of a node's in-flight count.
+#[derive(Debug)]
+pub struct InFlight {
+    node: Arc<Node>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.node.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn basic_auth(cluster: &ClusterConfig) -> Option<http::HeaderValue> {
+    let user = cluster.username.as_deref()?;
+    let pass = cluster.password.as_ref().map(|p| p.expose()).unwrap_or("");
+    let token = base64(format!("{user}:{pass}").as_bytes());
+    let mut value = http::HeaderValue::from_str(&format!("Basic {token}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// Standard base64 with padding (for Basic auth headers); small enough not to need a crate.
+pub fn base64(input: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        let cases = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(base64(input.as_bytes()), expected);
+        }
+        assert_eq!(base64(b"router:secret"), "cm91dGVyOnNlY3JldA==");
+    }
+}

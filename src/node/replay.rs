@@ -1,0 +1,397 @@
+//! The replayer: the one reader of a node's queue.
+//!
+//! While the node is healthy it takes batches from the head of the queue,
+//! sends them in order and commits past what the node acknowledged.
+//! Consecutive writes for the same database, retention policy and precision
+//! go out as one request (their bodies' chunks, not copied); statements go
+//! one by one as `POST /query`. A 5xx or a connection failure stops the
+//! batch and retries after a delay that doubles from `retry_min` to
+//! `retry_max`. A 4xx cannot be fixed by retrying: a batch that gets one is
+//! resent record by record, and a record the node rejects on its own goes to
+//! the dead-letter file so the records behind it move on.
+//!
+//! Replays use the cluster's router credentials, never a client's. A node in
+//! mode `off` is not replayed to; `drain` nodes are (no new work, but their
+//! backlog still goes out).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use http::Method;
+use http_body_util::BodyExt;
+use tokio::sync::watch;
+
+use super::client::HttpClient;
+use super::Node;
+use crate::config::BufferConfig;
+use crate::payload::Payload;
+use crate::queue::{Position, Record, RecordKind};
+
+/// Most bytes and records read from the queue for one batch.
+const BATCH_BYTES: usize = 8 << 20;
+const BATCH_RECORDS: usize = 10_000;
+
+/// How long an idle replayer sleeps before looking again without a wake-up.
+const IDLE_RECHECK: Duration = Duration::from_secs(1);
+
+/// How long one replay request may take.
+const REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Drains `node`'s queue whenever the node is healthy, until `stop` changes.
+pub async fn run(
+    node: Arc<Node>,
+    client: HttpClient,
+    buffer: BufferConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    if node.mode() == crate::config::NodeMode::Off {
+        // an `off` node gets nothing, replays included; its queue waits on disk
+        let _ = stop.changed().await;
+        return;
+    }
+    let mut delay = buffer.retry_min;
+    loop {
+        let wait = if node.queue().is_empty() {
+            wait_for(node.queue().appended(), IDLE_RECHECK, &mut stop).await
+        } else if !node.is_healthy() {
+            wait_for(std::future::pending(), delay, &mut stop).await
+        } else {
+            match drain_once(&node, &client).await {
+                Ok(()) => {
+                    delay = buffer.retry_min;
+                    Wake::Go
+                }
+                Err(message) => {
+                    tracing::warn!(node = %node.name(), error = %message, retry_in = ?delay, "replay failed");
+                    node.update_detail(|d| d.replay_error = Some(message));
+                    let wait = wait_for(std::future::pending(), delay, &mut stop).await;
+                    delay = (delay * 2).min(buffer.retry_max);
+                    wait
+                }
+            }
+        };
+        if wait == Wake::Stop {
+            return;
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Wake {
+    Go,
+    Stop,
+}
+
+async fn wait_for(
+    event: impl std::future::Future<Output = ()>,
+    at_most: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> Wake {
+    tokio::select! {
+        _ = event => Wake::Go,
+        _ = tokio::time::sleep(at_most) => Wake::Go,
+        _ = stop.changed() => Wake::Stop,
+    }
+}
+
+/// Replays one batch from the head of the queue; `Err` when the node failed.
+async fn drain_once(node: &Arc<Node>, client: &HttpClient) -> Result<(), String> {
+    let queue = node.queue().clone();
+    let batch = tokio::task::spawn_blocking(move || queue.peek_batch(BATCH_BYTES, BATCH_RECORDS))
+        .await
+        .map_err(|e| format!("queue read task failed: {e}"))?
+        .map_err(|e| format!("queue read failed: {e}"))?;
+    let started = Instant::now();
+    let mut done = 0;
+    for group in groups(&batch) {
+        let result = send_group(node, client, group).await;
+        // commit what the node has before giving up on the rest
+        let last = group.last().map(|(position, _)| *position);
+        match (result, last) {
+            (Ok(()), Some(upto)) => commit(node, upto).await?,
+            (Err(message), _) => return Err(message),
+            (Ok(()), None) => {}
+        }
+        done += group.len();
+    }
+    let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-6);
+    node.update_detail(|d| {
+        d.replay_error = None;
+        d.replay_rate = rate;
+        d.replayed_at = Some(SystemTime::now());
+    });
+    Ok(())
+}
+
+async fn commit(node: &Node, upto: Position) -> Result<(), String> {
+    let queue = node.queue().clone();
+    tokio::task::spawn_blocking(move || queue.commit(upto))
+        .await
+        .map_err(|e| format!("queue commit task failed: {e}"))?
+        .map_err(|e| format!("queue commit failed: {e}"))
+}
+
+/// Splits a batch into runs that can be sent as one request.
+fn groups(batch: &[(Position, Record)]) -> Vec<&[(Position, Record)]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    for i in 1..=batch.len() {
+        if i == batch.len() || !joinable(&batch[start].1, &batch[i].1) {
+            groups.push(&batch[start..i]);
+            start = i;
+        }
+    }
+    groups
+}
+
+/// Two records go in one request when both are plain writes to the same place.
+fn joinable(a: &Record, b: &Record) -> bool {
+    a.kind == RecordKind::Write
+        && b.kind == RecordKind::Write
+        && !a.gzip
+        && !b.gzip
+        && a.db == b.db
+        && a.rp == b.rp
+        && a.precision == b.precision
+}
+
+/// Sends a group; on a 4xx for several records, falls back to one by one.
+async fn send_group(
+    node: &Arc<Node>,
+    client: &HttpClient,
+    group: &[(Position, Record)],
+) -> Result<(), String> {
+    match send(
+        node,
+        client,
+        &group.iter().map(|(_, r)| r).collect::<Vec<_>>(),
+    )
+    .await
+    {
+        Sent::Ok => Ok(()),
+        Sent::Retry(message) => Err(message),
+        Sent::Rejected(_) if group.len() > 1 => {
+            for (position, record) in group {
+                match send(node, client, &[record]).await {
+                    Sent::Ok => {}
+                    Sent::Retry(message) => return Err(message),
+                    Sent::Rejected(reason) => dead_letter(node, record, &reason).await?,
+                }
+                commit(node, *position).await?;
+            }
+            Ok(())
+        }
+        Sent::Rejected(reason) => {
+            let (_, record) = &group[0];
+            dead_letter(node, record, &reason).await
+        }
+    }
+}
+
+async fn dead_letter(node: &Node, record: &Record, reason: &str) -> Result<(), String> {
+    tracing::warn!(node = %node.name(), db = %record.db, %reason, "node rejected a queued record; moved to the dead-letter file");
+    let (queue, record, reason) = (node.queue().clone(), record.clone(), reason.to_string());
+    tokio::task::spawn_blocking(move || queue.dead_letter(&record, &reason))
+        .await
+        .map_err(|e| format!("dead-letter task failed: {e}"))?
+        .map_err(|e| format!("dead-letter write failed: {e}"))
+}
+
+/// What became of one replay request.
+#[derive(Debug)]
+enum Sent {
+    Ok,
+    /// The node rejected it (4xx): retrying cannot help.
+    Rejected(String),
+    /// Connection failure, timeout or 5xx: try again later.
+    Retry(String),
+}
+
+/// Sends records that [`joinable`] put together (or one statement).
+async fn send(node: &Arc<Node>, client: &HttpClient, records: &[&Record]) -> Sent {
+    let Some(first) = records.first() else {
+        return Sent::Ok;
+    };
+    let (path, payload, content_type) = match first.kind {
+        RecordKind::Write => (
+            write_path(first),
+            join_bodies(records),
+            "text/plain; charset=utf-8",
+        ),
+        RecordKind::Statement => (
+            String::from("/query"),
+            statement_form(first),
+            "application/x-www-form-urlencoded",
+        ),
+    };
+    let mut request = node
+        .request(Method::POST, &path)
+        .header(CONTENT_TYPE, content_type);
+    if first.gzip {
+        request = request.header(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    if let Some(auth) = node.router_auth() {
+        request = request.header(AUTHORIZATION, auth.clone());
+    }
+    let attempt = async {
+        let response = node
+            .send(client, request, payload, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        Ok::<_, String>((status, body))
+    };
+    match tokio::time::timeout(REPLAY_TIMEOUT, attempt).await {
+        Err(_) => Sent::Retry(format!("replay timed out after {REPLAY_TIMEOUT:?}")),
+        Ok(Err(message)) => Sent::Retry(message),
+        Ok(Ok((status, body))) => classify(status, &body),
+    }
+}
+
+fn classify(status: http::StatusCode, body: &Bytes) -> Sent {
+    let text = || crate::protocol::response::truncate(String::from_utf8_lossy(body).trim(), 300);
+    if status.is_success() {
+        Sent::Ok
+    } else if status.is_client_error() {
+        Sent::Rejected(format!("answered {status}: {}", text()))
+    } else {
+        Sent::Retry(format!("answered {status}: {}", text()))
+    }
+}
+
+fn write_path(record: &Record) -> String {
+    let mut query =
+        form_urlencoded::Serializer::for_suffix(String::from("/write?"), "/write?".len());
+    query.append_pair("db", &record.db);
+    if !record.rp.is_empty() {
+        query.append_pair("rp", &record.rp);
+    }
+    if !record.precision.is_empty() {
+        query.append_pair("precision", &record.precision);
+    }
+    query.finish()
+}
+
+/// The bodies back to back, each ending in a newline so lines never merge.
+fn join_bodies(records: &[&Record]) -> Payload {
+    if let [one] = records {
+        return one.body.clone();
+    }
+    let mut chunks = Vec::new();
+    for record in records {
+        chunks.extend(record.body.chunks().iter().cloned());
+        let ends_in_newline = record
+            .body
+            .chunks()
+            .last()
+            .is_some_and(|c| c.ends_with(b"\n"));
+        if !ends_in_newline {
+            chunks.push(Bytes::from_static(b"\n"));
+        }
+    }
+    Payload::from_chunks(chunks)
+}
+
+fn statement_form(record: &Record) -> Payload {
+    let q = record.body.to_contiguous();
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("q", &String::from_utf8_lossy(&q));
+    if !record.db.is_empty() {
+        form.append_pair("db", &record.db);
+    }
+    Payload::from(Bytes::from(form.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(db: &str, body: &'static str) -> Record {
+        Record {
+            kind: RecordKind::Write,
+            accepted_at_ms: 0,
+            db: db.into(),
+            rp: String::new(),
+            precision: "s".into(),
+            gzip: false,
+            body: Payload::from(body),
+        }
+    }
+
+    fn at(n: u64) -> Position {
+        Position {
+            segment: 0,
+            offset: n,
+        }
+    }
+
+    #[test]
+    fn consecutive_plain_writes_to_one_place_form_one_group() {
+        let statement = Record {
+            kind: RecordKind::Statement,
+            ..write("a", "CREATE DATABASE a")
+        };
+        let zipped = Record {
+            gzip: true,
+            ..write("a", "zz")
+        };
+        let batch = vec![
+            (at(1), write("a", "m v=1\n")),
+            (at(2), write("a", "m v=2")),
+            (at(3), write("b", "m v=3\n")),
+            (at(4), statement),
+            (at(5), zipped),
+            (at(6), write("a", "m v=4\n")),
+        ];
+        let sizes: Vec<usize> = groups(&batch).iter().map(|g| g.len()).collect();
+        assert_eq!(sizes, vec![2, 1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn joined_bodies_never_merge_two_lines() {
+        let (a, b) = (write("a", "m v=1"), write("a", "m v=2\n"));
+        let joined = join_bodies(&[&a, &b]).to_contiguous();
+        assert_eq!(&joined[..], b"m v=1\nm v=2\n");
+    }
+
+    #[test]
+    fn write_and_statement_requests_carry_their_parameters() {
+        let record = Record {
+            rp: "week".into(),
+            ..write("my db", "")
+        };
+        assert_eq!(write_path(&record), "/write?db=my+db&rp=week&precision=s");
+        let statement = Record {
+            kind: RecordKind::Statement,
+            ..write("d", "CREATE DATABASE \"x;y\"")
+        };
+        assert_eq!(
+            &statement_form(&statement).to_contiguous()[..],
+            b"q=CREATE+DATABASE+%22x%3By%22&db=d"
+        );
+    }
+
+    #[test]
+    fn only_5xx_and_failures_are_retried() {
+        assert!(matches!(
+            classify(http::StatusCode::NO_CONTENT, &Bytes::new()),
+            Sent::Ok
+        ));
+        assert!(matches!(
+            classify(http::StatusCode::BAD_REQUEST, &Bytes::new()),
+            Sent::Rejected(_)
+        ));
+        assert!(matches!(
+            classify(http::StatusCode::SERVICE_UNAVAILABLE, &Bytes::new()),
+            Sent::Retry(_)
+        ));
+    }
+}

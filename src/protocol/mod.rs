@@ -1,0 +1,15 @@
+//! What the router must understand of InfluxDB's wire formats.
+//!
+//! * [`influxql`]: splits a `q` parameter into statements and classifies
+//!   each one (read, admin broadcast, per node).
+//! * [`line`](mod@line): the line-protocol scanner: lines and their measurements,
+//!   ending where InfluxDB 1.x ends them, and zero-copy per-key batches.
+//! * [`response`]: InfluxDB's JSON error shape and the statuses that go with it.
+//! * [`merge`]: merges the `/query` answers of several clusters into the
+//!   answer one server would have given (series concatenated, `SHOW` lists
+//!   unioned and sorted, `LIMIT`/`OFFSET` applied over the union).
+
+pub mod influxql;
+pub mod line;
+pub mod merge;
+pub mod response;

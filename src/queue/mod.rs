@@ -1,0 +1,507 @@
+//! The durable per-node queue (hinted handoff): writes and admin statements
+//! a node could not take now, kept on disk in the order the router accepted
+//! them until the node's replayer has delivered them.
+//!
+//! It owns the files in one directory (`<buffer.dir>/<cluster>/<node>/`).
+//! It never talks to a node, never interprets a body, and never keeps
+//! records in memory beyond the batch being written or read. One process
+//! opens a directory at a time.
+//!
+//! # Files
+//!
+//! ```text
+//! 00000000000000000007.seg   segments: records in append order, named by a
+//! 00000000000000000008.seg   sequence number (20 digits, so names sort)
+//! read-position              where replay resumes (see below)
+//! dead-letter.log            records a node refused for good, with the reason
+//! dead-letter.old.log        the previous dead-letter file, after rotation
+//! ```
+//!
+//! A segment starts with a 16-byte header: magic `IRQS`, format version
+//! (u32, 1), its own sequence number (u64). Then records, back to back.
+//! Records are appended to the newest segment only; a new segment is started
+//! when the next record would take the current one past
+//! `min(segment_size, max_size / 4)` (a record bigger than that gets a
+//! segment of its own), when the queue is opened, and after a failed write.
+//!
+//! # Record format (all integers little-endian)
+//!
+//! ```text
+//! u32  len             bytes after this 8-byte frame header; 22 ..= 1 GiB
+//! u32  crc             CRC-32 (IEEE) of those len bytes
+//! u8   kind            1 = write, 2 = statement (InfluxQL to POST as /query)
+//! u8   flags           bit 0: body is gzip; bit 1: reason follows (dead
+//!                      letters only); other bits must be 0
+//! u64  accepted_at_ms  unix ms when the router accepted it
+//! u32 + bytes          db, UTF-8 ("" allowed)
+//! u32 + bytes          rp, UTF-8 ("" = none)
+//! u32 + bytes          precision, UTF-8 ("" = none)
+//! [u32 + bytes]        reason, UTF-8, dead letters only
+//! bytes                body, exactly as it is sent to the node
+//! ```
+//!
+//! Nothing read from disk is trusted: `len` is checked against the 1 GiB cap
+//! and the bytes that exist before anything is read or allocated, the CRC
+//! before any field, every inner length against the record, names must be
+//! UTF-8, kind and flags known. A record that passes encodes back to exactly
+//! the same bytes (the `queue_segment` fuzz target checks it).
+//!
+//! # Writing: one thread, group commit
+//!
+//! [`Queue::append`] sends the record to the queue's writer thread (at most
+//! 64 MiB of records in flight; appenders wait beyond that) and waits for
+//! its answer. The thread takes everything waiting (up to 16 MiB), encodes
+//! it into one reused buffer, writes it with one `write` and, with
+//! `fsync = batch`, one `fdatasync`; then it publishes the new segment
+//! length to readers and acks each appender. `always` syncs and acks each
+//! record on its own; `never` acks once the bytes are written to the OS. A
+//! new segment file is synced together with its directory before use.
+//!
+//! A failed write or sync answers every record of the batch not yet synced
+//! with [`AppendError::Io`]: those records were not queued. The segment is
+//! cut back to its last published length (best effort; a restart cuts
+//! anything left as a torn tail) and the next batch goes to a new segment.
+//!
+//! # Size bound and `on_full`
+//!
+//! `max_size` bounds the bytes of all segment files (headers included),
+//! checked by the writer thread before each record. When a record does not
+//! fit, replayed segments still on disk go first (the segment being written
+//! is sealed for that if it holds only replayed records). If it still does
+//! not fit, `reject` answers [`AppendError::Full`] (nothing queued is
+//! touched) and `drop-oldest` removes whole oldest segments (sealing the
+//! current one first if need be) until it fits, counting their records not
+//! yet replayed in [`QueueStats::dropped`] and logging a warning; a reader
+//! in the middle of a dropped segment continues at the next one. A record
+//! that cannot fit even in an empty queue (its encoded size plus two
+//! segment headers exceeds `max_size`) is always `Full`. Because segments
+//! are at most a quarter of `max_size`, a drop loses at most about a quarter
+//! of the queue at once (with the default `segment_size`, a sixteenth).
+//!
+//! # Reading and the read position
+//!
+//! One replayer reads with [`Queue::peek_batch`] (which does not move
+//! anything) and then calls [`Queue::commit`] with the [`Position`] just
+//! after the last record it delivered. Only published (synced) bytes are
+//! read. `commit` writes the position to `read-position.tmp` (`IRQP`, version,
+//! segment, offset, CRC-32: 28 bytes), fsyncs it, renames it over
+//! `read-position`, fsyncs the directory, and then removes the segments
+//! wholly before the position. A segment is deleted only then, or when
+//! `drop-oldest` drops it, or at open when nothing in it is left to replay.
+//!
+//! # Opening after a crash
+//!
+//! [`Queue::open`] scans every segment at or after the stored position: a
+//! bad header removes the file, and the first torn or corrupt record cuts
+//! the file at that record (a CRC error in the middle of a segment cuts
+//! everything after it in that segment: later records cannot be trusted to
+//! start where the lengths say). Cut bytes are counted in
+//! [`QueueStats::corrupt_bytes_cut`] and logged. A missing or damaged
+//! position file means nothing was committed; a position inside a cut or
+//! missing segment moves to the next record that exists; a position that is
+//! not on a record boundary moves back to the boundary before it. Appends
+//! then go to a new segment. A record found corrupt later, while reading
+//! (the disk changed under us), is skipped with the rest of its segment,
+//! logged and counted the same way.
+//!
+//! # Invariants
+//!
+//! * Records are read in the order they were appended, across segments and
+//!   restarts.
+//! * An appender is acked `Ok` only after its record is durable as the fsync
+//!   policy promises; an `Err` answer means it is not queued (but see below).
+//! * Readers never see bytes that are not synced (`never`: not written).
+//! * Segment sequence numbers only grow, also across restarts.
+//! * Nothing is dropped silently: every record that leaves the queue
+//!   uncommitted is counted (`dropped`, `corrupt_bytes_cut`) and logged.
+//!
+//! # At-least-once
+//!
+//! Delivery is at least once, never at most once: records after the stored
+//! read position are replayed again after a crash even if the node already
+//! got them (the position is stored after delivery), and a record whose
+//! write failed may still turn up after a restart if its bytes did reach the
+//! disk. InfluxDB makes this harmless for writes: a point with the same
+//! measurement, tag set and timestamp overwrites itself.
+
+pub mod fs;
+pub mod record;
+pub mod segment;
+
+mod dead_letter;
+mod position;
+mod reader;
+mod recover;
+mod registry;
+mod state;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use tokio::sync::{oneshot, Notify, Semaphore};
+
+pub use crate::config::{FsyncPolicy, OnFull};
+pub use fs::{FaultFs, Filesystem, ReadFile, RealFs, WriteFile};
+
+use dead_letter::DeadLetters;
+use reader::Reader;
+use state::{Counters, Shared};
+use writer::{Msg, Request, Writer};
+
+/// The largest record payload the queue takes (1 GiB less room for a
+/// dead-letter reason).
+pub const MAX_RECORD_LEN: u64 = record::MAX_PAYLOAD_LEN - (64 << 10);
+
+/// Bytes of records on their way to the writer thread, at most.
+const IN_FLIGHT_BYTES: u64 = 64 << 20;
+/// The unit of the in-flight semaphore.
+const PERMIT_BYTES: u64 = 64 << 10;
+const PERMITS: u64 = IN_FLIGHT_BYTES / PERMIT_BYTES;
+
+/// How one queue behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Bound on the bytes of all segment files.
+    pub max_size: u64,
+    pub on_full: OnFull,
+    pub fsync: FsyncPolicy,
+    /// Target size of one segment file (capped at `max_size / 4`).
+    pub segment_size: u64,
+}
+
+impl QueueConfig {
+    /// Segments of `max_size / 16`, at least 1 MiB and at most 64 MiB.
+    pub fn new(max_size: u64, on_full: OnFull, fsync: FsyncPolicy) -> QueueConfig {
+        QueueConfig {
+            max_size,
+            on_full,
+            fsync,
+            segment_size: (max_size / 16).clamp(1 << 20, 64 << 20),
+        }
+    }
+
+    /// The size at which the writer starts a new segment.
+    fn segment_limit(&self) -> u64 {
+        self.segment_size.min(self.max_size / 4)
+    }
+}
+
+/// What a record asks the node to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A line-protocol body for `POST /write`.
+    Write = 1,
+    /// An admin InfluxQL statement to replay as `POST /query`.
+    Statement = 2,
+}
+
+/// One queued write or statement, as it will be sent to the node.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub kind: RecordKind,
+    /// Unix ms when the router accepted it.
+    pub accepted_at_ms: u64,
+    /// "" allowed for statements.
+    pub db: String,
+    /// "" = none.
+    pub rp: String,
+    /// "" = none; as sent to nodes ("n", "u", "ms", "s", "m", "h").
+    pub precision: String,
+    /// The body is gzip-encoded (`Content-Encoding: gzip`).
+    pub gzip: bool,
+    /// Write: line protocol as sent; statement: the `q` text (UTF-8).
+    pub body: crate::payload::Payload,
+}
+
+/// A place in the queue: just after a record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+/// A snapshot of a queue's size and counters (counters since open).
+#[derive(Debug, Clone, Default)]
+pub struct QueueStats {
+    /// Bytes of the live segment files.
+    pub bytes: u64,
+    /// Records not committed yet.
+    pub records: u64,
+    /// When the first of those was accepted.
+    pub oldest_accepted_at_ms: Option<u64>,
+    pub appended: u64,
+    /// Records committed.
+    pub replayed: u64,
+    /// Records dropped by `on_full = drop-oldest`.
+    pub dropped: u64,
+    pub dead_letters: u64,
+    /// Bytes cut or skipped as torn or corrupt (at open and while reading).
+    pub corrupt_bytes_cut: u64,
+}
+
+/// Why a record was not queued.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("queue is full ({max} bytes, on_full = reject)")]
+    Full { max: u64 },
+    #[error("queue write failed: {0}")]
+    Io(String),
+    #[error("queue is closed")]
+    Closed,
+}
+
+/// A queue operation that failed on the disk, or a bad commit.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot commit up to {}:{}: not the end of a queued record after the read position", .0.segment, .0.offset)]
+    BadPosition(Position),
+    #[error("queue directory {} is still being closed by its previous handle", .0.display())]
+    StillClosing(PathBuf),
+}
+
+/// Turns an `io::Error` on `path` into a [`QueueError`].
+fn io_error<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> QueueError + 'p {
+    move |source| QueueError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A handle to one queue directory; cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Handle>,
+}
+
+/// What the handles share; dropping the last one closes the queue.
+struct Handle {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Msg>,
+    permits: Arc<Semaphore>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    reader: Mutex<Reader>,
+    dead: Mutex<DeadLetters>,
+    /// The directory as the registry of open queues knows it.
+    key: PathBuf,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("dir", &self.dir())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Queue {
+    /// Opens (creating) the queue in `dir`, recovering after a crash: a torn
+    /// or corrupt tail is cut at the last whole record (counted in
+    /// `corrupt_bytes_cut`, logged), the read position is restored, records
+    /// counted. Spawns the writer thread.
+    pub fn open(dir: &Path, config: QueueConfig) -> Result<Queue, QueueError> {
+        Queue::open_with(dir, config, Arc::new(RealFs))
+    }
+
+    /// [`Queue::open`] on another filesystem (tests inject faults).
+    ///
+    /// A directory already open in this process gives the queue that is
+    /// open (its configuration stays): two writers on one directory would
+    /// destroy each other's segments.
+    pub fn open_with(
+        dir: &Path,
+        config: QueueConfig,
+        fs: Arc<dyn Filesystem>,
+    ) -> Result<Queue, QueueError> {
+        fs.create_dir_all(dir).map_err(io_error("create", dir))?;
+        let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let opened = registry::open_once(&key, || Queue::open_new(dir, config, fs, key.clone()))?;
+        Ok(Queue { inner: opened })
+    }
+
+    fn open_new(
+        dir: &Path,
+        config: QueueConfig,
+        fs: Arc<dyn Filesystem>,
+        key: PathBuf,
+    ) -> Result<Arc<Handle>, QueueError> {
+        let found = recover::recover(fs.as_ref(), dir)?;
+        let (dead, dead_cut) = DeadLetters::open(fs.as_ref(), dir)?;
+        let counters = Counters::default();
+        counters
+            .corrupt_bytes_cut
+            .store(found.corrupt_bytes + dead_cut, Ordering::Relaxed);
+        let records = found.state.records;
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            fs,
+            config,
+            state: Mutex::new(found.state),
+            backlog: records.into(),
+            appended: Notify::new(),
+            published: std::sync::Condvar::new(),
+            counters,
+        });
+        let mut writer = Writer::new(Arc::clone(&shared), found.next_seq);
+        writer.start()?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(String::from("queue-writer"))
+            .spawn(move || writer.run(rx))
+            .map_err(io_error("start the writer thread for", dir))?;
+        let handle = Handle {
+            shared,
+            tx,
+            permits: Arc::new(Semaphore::new(PERMITS as usize)),
+            writer: Mutex::new(Some(thread)),
+            reader: Mutex::new(Reader::default()),
+            dead: Mutex::new(dead),
+            key,
+        };
+        Ok(Arc::new(handle))
+    }
+
+    /// Appends; resolves once the record is durable per the fsync policy.
+    ///
+    /// Full + reject: `Err(Full)`. Full + drop-oldest: whole oldest
+    /// segments are dropped (counted, logged) until it fits. A record that
+    /// cannot fit in an empty queue: `Err(Full)`. If the future is dropped
+    /// after the record was handed over, it is still appended.
+    pub async fn append(&self, record: Record) -> Result<(), AppendError> {
+        let handle = &self.inner;
+        let permits = record
+            .encoded_len()
+            .div_ceil(PERMIT_BYTES)
+            .clamp(1, PERMITS) as u32;
+        let permits = Arc::clone(&handle.permits)
+            .acquire_many_owned(permits)
+            .await;
+        let permit = permits.map_err(|_| AppendError::Closed)?;
+        let (ack, answer) = oneshot::channel();
+        handle.shared.backlog.fetch_add(1, Ordering::SeqCst);
+        let request = Request {
+            record,
+            ack,
+            permit,
+        };
+        if handle.tx.send(Msg::Append(request)).is_err() {
+            handle.shared.forget_records(1);
+            return Err(AppendError::Closed);
+        }
+        answer.await.unwrap_or_else(|_| {
+            handle.shared.forget_records(1);
+            Err(AppendError::Closed)
+        })
+    }
+
+    /// True when every appended record has been committed (or dropped): no
+    /// backlog, and no append in progress. One atomic load.
+    pub fn is_empty(&self) -> bool {
+        self.inner.shared.backlog.load(Ordering::SeqCst) == 0
+    }
+
+    /// Completes when records are appended after the call (the future
+    /// registers when `appended()` is called, not when first polled). An
+    /// append that nobody waited for leaves one wake-up behind, so the next
+    /// call may complete at once: "peek found nothing, then wait" never
+    /// misses a record, at the price of one spurious wake-up.
+    pub fn appended(&self) -> impl Future<Output = ()> + Send + '_ {
+        self.inner.shared.appended.notified()
+    }
+
+    /// Reads up to `max_bytes` (at least one record even if bigger) and
+    /// `max_records` records from the read position, without moving it.
+    /// Each record comes with the position just after it. When nothing is
+    /// readable but an append is on its way, waits for it up to 50 ms (so a
+    /// reader looping on `!is_empty()` does not spin). Blocking.
+    pub fn peek_batch(
+        &self,
+        max_bytes: usize,
+        max_records: usize,
+    ) -> Result<Vec<(Position, Record)>, QueueError> {
+        let shared = &self.inner.shared;
+        lock(&self.inner.reader).peek_batch(shared, max_bytes, max_records)
+    }
+
+    /// Moves the read position to `upto` (a position from `peek_batch`),
+    /// stores it durably, and removes segments wholly before it. A position
+    /// at or before the read position is a no-op. Blocking.
+    pub fn commit(&self, upto: Position) -> Result<(), QueueError> {
+        lock(&self.inner.reader).commit(&self.inner.shared, upto)
+    }
+
+    /// Appends `record` with `reason` to `dead-letter.log` and fsyncs it.
+    /// Does not commit: the caller commits past the record. Blocking.
+    pub fn dead_letter(&self, record: &Record, reason: &str) -> Result<(), QueueError> {
+        lock(&self.inner.dead).append(&self.inner.shared, record, reason)
+    }
+
+    /// The entries of the current dead-letter file with their reasons,
+    /// oldest first. Blocking.
+    pub fn read_dead_letters(&self) -> Result<Vec<(Record, String)>, QueueError> {
+        let shared = &self.inner.shared;
+        let _writing = lock(&self.inner.dead);
+        dead_letter::read_all(shared.fs.as_ref(), &shared.dir)
+    }
+
+    pub fn stats(&self) -> QueueStats {
+        self.inner.shared.stats()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.inner.shared.dir()
+    }
+
+    /// Stops the writer thread once everything accepted so far is written
+    /// and synced; later appends get `Closed`. Idempotent; also done when the
+    /// last handle is dropped. Blocks for the last batch.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+impl Handle {
+    fn is_closed(&self) -> bool {
+        lock(&self.writer).is_none()
+    }
+
+    fn close(&self) {
+        let Some(thread) = lock(&self.writer).take() else {
+            return;
+        };
+        self.permits.close();
+        let _ = self.tx.send(Msg::Close);
+        if thread.join().is_err() {
+            let dir = self.shared.dir.display();
+            tracing::error!(queue = %dir, "queue writer thread panicked");
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.close();
+        registry::forget(&self.key);
+    }
+}

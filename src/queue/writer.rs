@@ -1,0 +1,402 @@
+//! The one writer thread of a queue: group commit.
+//!
+//! Appenders hand records over a channel (bounded by a semaphore of in-flight
+//! bytes) and wait on a oneshot. The thread takes everything pending (up to
+//! [`BATCH_BYTES`]), encodes it into one reused buffer, writes it with one
+//! `write`, syncs once (`fsync = batch`), publishes the new length to
+//! readers, and only then acks each appender. `fsync = always` does the same
+//! per record; `fsync = never` skips the sync.
+//!
+//! On a failed write or sync every record not yet published is answered
+//! with an error, the segment is cut back to its published length (best
+//! effort) and a new segment is started for the next batch: bytes of a
+//! failed batch never sit between published records.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+
+use super::fs::{write_all, WriteFile};
+use super::record::{encode_into, FRAME_HEADER_LEN};
+use super::segment::{encode_header, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
+use super::state::{SegmentMeta, Shared};
+use super::{AppendError, FsyncPolicy, OnFull, QueueError, Record, MAX_RECORD_LEN};
+
+/// Most bytes of records taken into one write.
+pub const BATCH_BYTES: u64 = 16 << 20;
+/// Most records taken into one write.
+const BATCH_RECORDS: usize = 4096;
+
+pub type Ack = oneshot::Sender<Result<(), AppendError>>;
+
+pub enum Msg {
+    Append(Request),
+    /// Finish what came before, sync, and stop.
+    Close,
+}
+
+pub struct Request {
+    pub record: Record,
+    pub ack: Ack,
+    /// Released once the record is encoded: bounds the bytes in flight.
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// The segment being written.
+struct Active {
+    seq: u64,
+    file: Box<dyn WriteFile>,
+    /// Bytes in the file.
+    written: u64,
+    /// Bytes readers may see.
+    published: u64,
+}
+
+pub struct Writer {
+    shared: Arc<Shared>,
+    next_seq: u64,
+    active: Option<Active>,
+    /// Frames encoded and not yet written.
+    buf: Vec<u8>,
+    /// Acks of the records written or buffered since the last publish.
+    pending: Vec<Ack>,
+    pending_head_accepted_at_ms: Option<u64>,
+}
+
+impl Writer {
+    pub fn new(shared: Arc<Shared>, next_seq: u64) -> Writer {
+        Writer {
+            shared,
+            next_seq,
+            active: None,
+            buf: Vec::new(),
+            pending: Vec::new(),
+            pending_head_accepted_at_ms: None,
+        }
+    }
+
+    /// Creates the first segment, so that `Queue::open` reports a directory
+    /// it cannot write to.
+    pub fn start(&mut self) -> Result<(), QueueError> {
+        self.open_segment()
+            .map_err(|(path, source)| QueueError::Io {
+                op: "create",
+                path,
+                source,
+            })
+    }
+
+    /// The thread's body: batches until `Close` or every sender is gone.
+    pub fn run(mut self, rx: Receiver<Msg>) {
+        let mut batch = Vec::new();
+        let mut closing = false;
+        while !closing {
+            let Ok(first) = rx.recv() else { break };
+            closing = self.take_batch(first, &rx, &mut batch);
+            self.write_batch(&mut batch);
+        }
+        self.sync_on_close();
+        while let Ok(msg) = rx.try_recv() {
+            if let Msg::Append(request) = msg {
+                self.refuse(request.ack, AppendError::Closed);
+            }
+        }
+    }
+
+    /// Fills `batch` with `first` and whatever else is waiting; true on `Close`.
+    fn take_batch(&self, first: Msg, rx: &Receiver<Msg>, batch: &mut Vec<Request>) -> bool {
+        let mut bytes = 0;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            let Msg::Append(request) = msg else {
+                return true;
+            };
+            bytes += request.record.encoded_len();
+            batch.push(request);
+            if bytes < BATCH_BYTES && batch.len() < BATCH_RECORDS {
+                next = rx.try_recv().ok();
+            }
+        }
+        false
+    }
+
+    fn write_batch(&mut self, batch: &mut Vec<Request>) {
+        let always = self.shared.config.fsync == FsyncPolicy::Always;
+        for request in batch.drain(..) {
+            let Request {
+                record,
+                ack,
+                permit,
+            } = request;
+            match self.add(&record) {
+                Ok(()) => self.pending.push(ack),
+                Err(e) => self.refuse(ack, e),
+            }
+            drop(permit);
+            if always {
+                let _ = self.commit_pending();
+            }
+        }
+        let _ = self.commit_pending();
+        if self.buf.capacity() as u64 > 2 * BATCH_BYTES {
+            self.buf = Vec::new();
+        }
+    }
+
+    fn refuse(&self, ack: Ack, error: AppendError) {
+        self.shared.forget_records(1);
+        let _ = ack.send(Err(error));
+    }
+
+    /// Makes room for `record` and encodes it into the buffer.
+    fn add(&mut self, record: &Record) -> Result<(), AppendError> {
+        self.admit(record)?;
+        if self.active.is_none() {
+            self.open_segment().map_err(create_error)?;
+        }
+        let len = self.active.as_ref().map_or(0, |a| a.written) + self.buf.len() as u64;
+        let limit = self.shared.config.segment_limit();
+        if len > SEGMENT_HEADER_LEN && len + record.encoded_len() > limit {
+            self.roll()?;
+        }
+        encode_into(record, None, &mut self.buf);
+        let head = &mut self.pending_head_accepted_at_ms;
+        head.get_or_insert(record.accepted_at_ms);
+        Ok(())
+    }
+
+    /// Checks `max_size`, making room as `on_full` allows.
+    fn admit(&mut self, record: &Record) -> Result<(), AppendError> {
+        let max = self.shared.config.max_size;
+        let need = record.encoded_len() + SEGMENT_HEADER_LEN;
+        // it must fit beside the header of the segment being written
+        if need + SEGMENT_HEADER_LEN > max
+            || record.encoded_len() - FRAME_HEADER_LEN > MAX_RECORD_LEN
+        {
+            return Err(AppendError::Full { max });
+        }
+        loop {
+            let live = self.shared.lock().bytes + self.unpublished();
+            if live + need <= max {
+                return Ok(());
+            }
+            if !self.make_room()? {
+                return Err(AppendError::Full { max });
+            }
+        }
+    }
+
+    /// Bytes encoded or written that readers cannot see yet.
+    fn unpublished(&self) -> u64 {
+        let written = self.active.as_ref().map_or(0, |a| a.written - a.published);
+        written + self.buf.len() as u64
+    }
+
+    /// Frees some bytes; false when nothing can go.
+    fn make_room(&mut self) -> Result<bool, AppendError> {
+        if self.remove_consumed() {
+            return Ok(true);
+        }
+        let (last_len, last_left) = {
+            let state = self.shared.lock();
+            state
+                .segments
+                .back()
+                .map_or((0, 0), |s| (s.len, s.records_left))
+        };
+        let last_has_records = last_left > 0 || !self.pending.is_empty();
+        if last_len > SEGMENT_HEADER_LEN && !last_has_records {
+            // only replayed records in the segment being written: seal it so it can go
+            self.roll()?;
+            return Ok(self.remove_consumed());
+        }
+        if self.shared.config.on_full == OnFull::Reject {
+            return Ok(false);
+        }
+        if self.drop_oldest() {
+            return Ok(true);
+        }
+        if last_has_records {
+            self.roll()?;
+            return Ok(self.drop_oldest());
+        }
+        Ok(false)
+    }
+
+    /// Removes sealed segments that were replayed completely.
+    fn remove_consumed(&self) -> bool {
+        let gone = self.shared.lock().take_consumed();
+        let left: u64 = gone.iter().map(|s| s.records_left).sum();
+        self.shared.forget_records(left);
+        self.shared.remove_segments(&gone);
+        !gone.is_empty()
+    }
+
+    /// Drops the oldest sealed segment, records not replayed included.
+    fn drop_oldest(&self) -> bool {
+        let Some(seg) = self.shared.lock().take_oldest_sealed() else {
+            return false;
+        };
+        let records = seg.records_left;
+        if records > 0 {
+            let counters = &self.shared.counters;
+            counters.dropped.fetch_add(records, Ordering::Relaxed);
+            self.shared.forget_records(records);
+            let dir = self.shared.dir.display();
+            tracing::warn!(queue = %dir, segment = seg.seq, records, bytes = seg.len, "queue full: dropped the oldest records (on_full = drop-oldest)");
+        }
+        self.shared.remove_segments(&[seg]);
+        true
+    }
+
+    /// Publishes what is pending and starts a new segment.
+    fn roll(&mut self) -> Result<(), AppendError> {
+        self.commit_pending()?;
+        self.active = None;
+        self.open_segment().map_err(create_error)
+    }
+
+    /// Writes, syncs and publishes the buffer; on failure every pending
+    /// record is answered with the error.
+    fn commit_pending(&mut self) -> Result<(), AppendError> {
+        if self.pending.is_empty() && self.buf.is_empty() {
+            return Ok(());
+        }
+        match self.flush() {
+            Ok(()) => {
+                self.publish();
+                Ok(())
+            }
+            Err(e) => Err(self.abandon(e)),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let sync = self.shared.config.fsync != FsyncPolicy::Never;
+        let Some(active) = self.active.as_mut() else {
+            return Err(io::Error::other("no segment open"));
+        };
+        write_all(active.file.as_mut(), &self.buf)?;
+        active.written += self.buf.len() as u64;
+        self.buf.clear();
+        if sync {
+            active.file.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Makes the written records visible to readers and acks them.
+    fn publish(&mut self) {
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        let records = self.pending.len() as u64;
+        let head = self.pending_head_accepted_at_ms.take();
+        {
+            let mut state = self.shared.lock();
+            let added = active.written - active.published;
+            if let Some(seg) = state.segment_mut(active.seq) {
+                seg.len = active.written;
+                if seg.records_left == 0 {
+                    seg.head_accepted_at_ms = head;
+                }
+                seg.records_left += records;
+                state.bytes += added;
+                state.records += records;
+            }
+        }
+        active.published = active.written;
+        if records > 0 {
+            let counters = &self.shared.counters;
+            counters.appended.fetch_add(records, Ordering::Relaxed);
+            self.shared.published.notify_all();
+            self.shared.appended.notify_waiters();
+            self.shared.appended.notify_one();
+        }
+        for ack in self.pending.drain(..) {
+            let _ = ack.send(Ok(()));
+        }
+    }
+
+    /// Fails every pending record and leaves the segment behind.
+    fn abandon(&mut self, error: io::Error) -> AppendError {
+        let seq = self.active.as_ref().map_or(self.next_seq, |a| a.seq);
+        let path = self.shared.segment_path(seq);
+        let message = format!("cannot write queue segment {}: {error}", path.display());
+        let records = self.pending.len();
+        tracing::error!(path = %path.display(), error = %error, records, "queue write failed; the records were not queued");
+        self.shared.forget_records(records as u64);
+        for ack in self.pending.drain(..) {
+            let _ = ack.send(Err(AppendError::Io(message.clone())));
+        }
+        self.buf.clear();
+        self.pending_head_accepted_at_ms = None;
+        if let Some(active) = self.active.take() {
+            drop(active.file);
+            if let Err(e) = self.shared.fs.truncate(&path, active.published) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot cut a failed write off a queue segment; a restart will");
+            }
+        }
+        AppendError::Io(message)
+    }
+
+    /// Creates the next segment, durably, and lists it.
+    fn open_segment(&mut self) -> Result<(), (PathBuf, io::Error)> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let path = self.shared.segment_path(seq);
+        let file = self.create_segment(seq).map_err(|e| {
+            let _ = self.shared.fs.remove_file(&path);
+            (path, e)
+        })?;
+        let mut state = self.shared.lock();
+        state.segments.push_back(SegmentMeta {
+            seq,
+            len: SEGMENT_HEADER_LEN,
+            records_left: 0,
+            head_accepted_at_ms: None,
+        });
+        state.bytes += SEGMENT_HEADER_LEN;
+        let (written, published) = (SEGMENT_HEADER_LEN, SEGMENT_HEADER_LEN);
+        self.active = Some(Active {
+            seq,
+            file,
+            written,
+            published,
+        });
+        Ok(())
+    }
+
+    fn create_segment(&self, seq: u64) -> io::Result<Box<dyn WriteFile>> {
+        let shared = &self.shared;
+        let mut file = shared.fs.create(&shared.segment_path(seq))?;
+        write_all(file.as_mut(), &encode_header(SEGMENT_MAGIC, seq))?;
+        if shared.config.fsync != FsyncPolicy::Never {
+            file.sync()?;
+            shared.fs.sync_dir(&shared.dir)?;
+        }
+        Ok(file)
+    }
+
+    /// `fsync = never` still leaves a closed queue synced.
+    fn sync_on_close(&mut self) {
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        if let Err(e) = active.file.sync() {
+            let path = self.shared.segment_path(active.seq);
+            tracing::warn!(path = %path.display(), error = %e, "cannot sync a queue segment on close");
+        }
+    }
+}
+
+fn create_error((path, error): (PathBuf, io::Error)) -> AppendError {
+    AppendError::Io(format!(
+        "cannot create queue segment {}: {error}",
+        path.display()
+    ))
+}

@@ -1,0 +1,24 @@
+//! Where requests go: the routing snapshot and the one place that publishes it.
+//!
+//! * [`table`]: [`RoutingTable`], an immutable snapshot of clusters, nodes
+//!   and compiled rules.
+//! * [`rules`]: compiled `[[route]]` rules and their lookups (first match wins).
+//! * [`glob`]: the `*`, `?`, `[a-z]` patterns of `[[route]]`.
+//! * [`hash`]: rendezvous hashing for sharded rules (a stable, pinned hash).
+//! * [`live`]: [`LiveTable`], the `ArcSwap` holder requests load the snapshot from.
+//! * [`orphans`]: queues on disk of nodes no longer configured.
+//! * [`source`]: where new tables come from at run time (the config file).
+//!
+//! A request loads the snapshot once and uses it to the end; nothing on the
+//! request path takes a lock to read routing state.
+
+pub mod glob;
+pub mod hash;
+pub mod live;
+pub mod orphans;
+pub mod rules;
+pub mod source;
+pub mod table;
+
+pub use live::LiveTable;
+pub use table::{Cluster, RoutingTable, TableSource};

@@ -1,0 +1,194 @@
+//! DNS SRV records as a routing source: a `[[cluster]]` with `srv` gets its
+//! nodes from the SRV records of that name (target host + port), looked up
+//! every `srv_interval`. When the list of targets changes, the running
+//! configuration with that cluster's nodes replaced is handed to the reload
+//! path ([`crate::server::reload::replace_discovered_nodes`]). A failed
+//! lookup keeps the last list.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::{Resolver, TokioResolver};
+use tokio::sync::watch;
+
+use crate::config::{NodeConfig, NodeMode};
+use crate::server::{reload, Shared};
+
+/// One SRV target: host name (without the trailing dot) and port.
+pub type Target = (String, u16);
+
+/// Builds the resolver: the given servers (UDP and TCP each), or the system
+/// configuration when there are none. Answers are not cached, so every
+/// lookup asks the server.
+pub fn resolver(servers: &[SocketAddr]) -> Result<TokioResolver, String> {
+    let mut builder = if servers.is_empty() {
+        Resolver::builder_tokio()
+            .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?
+    } else {
+        let mut config = ResolverConfig::new();
+        for &addr in servers {
+            config.add_name_server(NameServerConfig::new(addr, Protocol::Udp));
+            config.add_name_server(NameServerConfig::new(addr, Protocol::Tcp));
+        }
+        Resolver::builder_with_config(config, TokioConnectionProvider::default())
+    };
+    let options: &mut ResolverOpts = builder.options_mut();
+    options.cache_size = 0;
+    options.timeout = Duration::from_secs(2);
+    options.attempts = 1;
+    Ok(builder.build())
+}
+
+/// Looks up the SRV records of `name`: their targets, sorted and deduplicated.
+/// Targets that are not usable as a host (the root ".", port 0) are skipped.
+pub async fn lookup(resolver: &TokioResolver, name: &str) -> Result<Vec<Target>, String> {
+    let fqdn = if name.ends_with('.') {
+        name.to_owned()
+    } else {
+        format!("{name}.")
+    };
+    let answer = resolver
+        .srv_lookup(fqdn.as_str())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut targets: Vec<Target> = answer
+        .iter()
+        .filter_map(|srv| {
+            let host = srv.target().to_ascii();
+            let host = host.trim_end_matches('.');
+            (!host.is_empty() && srv.port() != 0).then(|| (host.to_ascii_lowercase(), srv.port()))
+        })
+        .collect();
+    targets.sort();
+    targets.dedup();
+    Ok(targets)
+}
+
+/// The node of `cluster` for one target: named
+/// `<cluster>-<host>-<port>` (other characters than `[A-Za-z0-9_.-]`
+/// replaced by `_`), read-write, at `<scheme>://host:port`. `None` when the
+/// host does not make a URL.
+pub fn node_for(cluster: &str, scheme: &str, (host, port): &Target) -> Option<NodeConfig> {
+    let name: String = format!("{cluster}-{host}-{port}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let url = format!("{scheme}://{host}:{port}").parse().ok()?;
+    Some(NodeConfig {
+        name,
+        url,
+        mode: NodeMode::ReadWrite,
+    })
+}
+
+/// Starts one refresh task per cluster with `srv` in the running
+/// configuration; they end when `stop` changes. A task also ends when its
+/// cluster is no longer discovered through SRV (after a reload).
+pub fn start(shared: &Arc<Shared>, stop: watch::Receiver<bool>) {
+    let config = reload::running_config(shared);
+    let srv_clusters: Vec<String> = config
+        .clusters
+        .iter()
+        .filter(|c| c.srv.is_some())
+        .map(|c| c.name.clone())
+        .collect();
+    if srv_clusters.is_empty() {
+        return;
+    }
+    let resolver = match resolver(&config.routing.dns_servers) {
+        Ok(resolver) => resolver,
+        Err(e) => {
+            tracing::error!(error = %e, "DNS SRV discovery is off; the SRV clusters keep no nodes");
+            return;
+        }
+    };
+    for cluster in srv_clusters {
+        tokio::spawn(refresh(
+            Arc::clone(shared),
+            resolver.clone(),
+            cluster,
+            stop.clone(),
+        ));
+    }
+}
+
+/// Looks up the records of `cluster` now and then every `srv_interval`.
+async fn refresh(
+    shared: Arc<Shared>,
+    resolver: TokioResolver,
+    cluster: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    // the record name and the targets last published for it
+    let mut last: Option<(String, Vec<Target>)> = None;
+    loop {
+        let config = reload::running_config(&shared);
+        let Some(srv) = config
+            .clusters
+            .iter()
+            .find(|c| c.name == cluster)
+            .and_then(|c| c.srv.clone())
+        else {
+            tracing::info!(%cluster, "cluster no longer discovered through DNS SRV; its lookups stop");
+            return;
+        };
+        let looked_up = tokio::select! {
+            result = lookup(&resolver, &srv.name) => result,
+            _ = stop.changed() => return,
+        };
+        match looked_up {
+            Ok(targets) if last.as_ref() != Some(&(srv.name.clone(), targets.clone())) => {
+                let nodes: Vec<NodeConfig> = targets
+                    .iter()
+                    .filter_map(|t| node_for(&cluster, &srv.scheme, t))
+                    .collect();
+                let origin = format!("DNS SRV {} for cluster {cluster}", srv.name);
+                match reload::replace_discovered_nodes(&shared, &cluster, nodes, &origin) {
+                    Some(reload::Applied::Swapped(version)) => {
+                        tracing::info!(%cluster, version, nodes = targets.len(), "routing table swapped after an SRV change");
+                        last = Some((srv.name.clone(), targets));
+                    }
+                    Some(reload::Applied::Unchanged) => last = Some((srv.name.clone(), targets)),
+                    // refused (logged and counted there): tried again next time
+                    Some(reload::Applied::Refused(_)) => {}
+                    None => return,
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(%cluster, srv = %srv.name, error = %e, "SRV lookup failed; the last node list stays")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(srv.interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_are_sanitized() {
+        let node = node_for("k8s", "http", &("influx-0.svc.local".into(), 8086)).unwrap();
+        assert_eq!(node.name, "k8s-influx-0.svc.local-8086");
+        assert_eq!(node.url.to_string(), "http://influx-0.svc.local:8086/");
+        assert_eq!(node.mode, NodeMode::ReadWrite);
+        let odd = node_for("c", "http", &("a_b".into(), 1)).unwrap();
+        assert_eq!(odd.name, "c-a_b-1");
+        let spaced = node_for("c d", "http", &("h".into(), 2));
+        assert!(spaced.is_none() || spaced.unwrap().name == "c_d-h-2");
+    }
+}

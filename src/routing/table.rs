@@ -1,0 +1,266 @@
+//! The routing table: clusters, their nodes, the default cluster and the
+//! compiled `[[route]]` rules (see [`super::rules`]).
+//!
+//! A table is built once from a validated configuration and never changed;
+//! a new table replaces it as a whole (see [`super::live`]). Nodes are
+//! `Arc`s so that a later table can keep the same node (and its health and
+//! counters) when only the topology around it changes.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::config::Config;
+use crate::node::Node;
+use crate::queue::{Queue, QueueConfig, QueueError};
+
+use super::rules::{DbRules, Rules};
+
+/// One cluster: a name and its nodes, in config order.
+#[derive(Debug)]
+pub struct Cluster {
+    pub name: String,
+    pub nodes: Vec<Arc<Node>>,
+}
+
+impl Cluster {
+    /// Nodes that take writes (read-write and write-only).
+    pub fn write_nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
+        self.nodes.iter().filter(|n| n.mode().accepts_writes())
+    }
+
+    /// Nodes that take reads, healthy ones first, each group by fewest in-flight requests.
+    pub fn read_candidates(&self) -> Vec<Arc<Node>> {
+        let mut nodes: Vec<Arc<Node>> = self
+            .nodes
+            .iter()
+            .filter(|n| n.mode().accepts_reads())
+            .cloned()
+            .collect();
+        nodes.sort_by_key(|n| (!n.is_healthy(), n.in_flight()));
+        nodes
+    }
+}
+
+/// Where a table came from, for `/status`.
+#[derive(Debug, Clone)]
+pub struct TableSource {
+    pub description: String,
+    pub loaded_at: SystemTime,
+}
+
+/// An immutable routing snapshot.
+#[derive(Debug)]
+pub struct RoutingTable {
+    version: u64,
+    /// What the table was built from (see [`RoutingTable::fingerprint`]).
+    built_from: String,
+    source: TableSource,
+    default_cluster: usize,
+    clusters: Vec<Cluster>,
+    rules: Rules,
+}
+
+impl RoutingTable {
+    /// Builds a table from a validated config, reusing nodes from `previous`
+    /// where name, cluster, URL and mode are unchanged (and a node's queue
+    /// whenever name and cluster are), and opening the queues of new nodes.
+    pub fn build(
+        config: &Config,
+        version: u64,
+        source: &str,
+        previous: Option<&RoutingTable>,
+    ) -> Result<RoutingTable, QueueError> {
+        let reusable = previous
+            .map(RoutingTable::nodes_by_name)
+            .unwrap_or_default();
+        let mut clusters = Vec::with_capacity(config.clusters.len());
+        for cluster in &config.clusters {
+            let mut nodes = Vec::with_capacity(cluster.nodes.len());
+            for node in &cluster.nodes {
+                let old = reusable
+                    .get(node.name.as_str())
+                    .filter(|old| old.cluster() == cluster.name);
+                let queue = match old {
+                    Some(old) => old.queue().clone(),
+                    None => open_queue(config, &cluster.name, &node.name)?,
+                };
+                let fresh = Node::new(cluster, node, queue);
+                nodes.push(match old {
+                    Some(old) if same_node(old, &fresh) => Arc::clone(old),
+                    _ => fresh,
+                });
+            }
+            clusters.push(Cluster {
+                name: cluster.name.clone(),
+                nodes,
+            });
+        }
+        let default_cluster = clusters
+            .iter()
+            .position(|c| c.name == config.routing.default_cluster)
+            .unwrap_or(0);
+        let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+        let rules = Rules::compile(&config.routes, &names, default_cluster);
+        let source = TableSource {
+            description: source.to_string(),
+            loaded_at: SystemTime::now(),
+        };
+        Ok(RoutingTable {
+            version,
+            built_from: RoutingTable::fingerprint(config),
+            source,
+            default_cluster,
+            clusters,
+            rules,
+        })
+    }
+
+    /// The routing part of a config (default cluster, clusters, routes), as
+    /// text: two configs with the same fingerprint route the same way.
+    pub fn fingerprint(config: &Config) -> String {
+        format!(
+            "{:?}|{:?}|{:?}",
+            config.routing.default_cluster, config.clusters, config.routes
+        )
+    }
+
+    /// The fingerprint of the config this table was built from.
+    pub fn built_from(&self) -> &str {
+        &self.built_from
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn source(&self) -> &TableSource {
+        &self.source
+    }
+
+    pub fn clusters(&self) -> &[Cluster] {
+        &self.clusters
+    }
+
+    pub fn default_cluster(&self) -> &Cluster {
+        &self.clusters[self.default_cluster]
+    }
+
+    /// The compiled `[[route]]` rules.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Whether the cluster of a write to `db` depends on the measurement.
+    /// When false, the write body can be forwarded untouched to
+    /// [`RoutingTable::cluster_for`]`(db)`; when true, it must be split with
+    /// [`RoutingTable::cluster_index_for`] (or [`RoutingTable::rules_for_db`]).
+    pub fn needs_measurement(&self, db: &str) -> bool {
+        self.rules.needs_measurement(db)
+    }
+
+    /// The cluster (index into [`RoutingTable::clusters`]) for a write or
+    /// read of `measurement` (unescaped name) in `db`.
+    pub fn cluster_index_for(&self, db: &str, measurement: &str) -> usize {
+        self.rules.cluster_for(db, measurement)
+    }
+
+    /// The cluster of `db` as a whole: the target of the first rule for `db`
+    /// without a measurement condition (the first listed cluster of a shard),
+    /// else the default cluster. When [`RoutingTable::needs_measurement`] is
+    /// false this is the one cluster for `db`; otherwise it is where lines go
+    /// that no measurement rule matches.
+    /// The index of [`RoutingTable::cluster_for`] in [`RoutingTable::clusters`].
+    pub fn cluster_index_for_db(&self, db: &str) -> usize {
+        self.rules.cluster_for_db(db)
+    }
+
+    pub fn cluster_for(&self, db: &str) -> &Cluster {
+        &self.clusters[self.rules.cluster_for_db(db)]
+    }
+
+    /// Every cluster (indexes, ascending) that may hold data of `db`, for
+    /// administrative statements on it and for reads that span clusters.
+    pub fn clusters_for_db(&self, db: &str) -> Vec<usize> {
+        self.rules.clusters_for_db(db)
+    }
+
+    /// The rules that can apply to `db`, for routing many lines of it
+    /// without matching the database again for each.
+    pub fn rules_for_db(&self, db: &str) -> DbRules<'_> {
+        self.rules.for_db(db)
+    }
+
+    /// Every node of every cluster.
+    pub fn nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
+        self.clusters.iter().flat_map(|c| c.nodes.iter())
+    }
+
+    fn nodes_by_name(&self) -> HashMap<&str, &Arc<Node>> {
+        self.nodes().map(|n| (n.name(), n)).collect()
+    }
+}
+
+/// Where the queue of `node` in `cluster` lives.
+pub fn queue_dir(config: &Config, cluster: &str, node: &str) -> PathBuf {
+    config.buffer.dir.join(cluster).join(node)
+}
+
+fn open_queue(config: &Config, cluster: &str, node: &str) -> Result<Queue, QueueError> {
+    let buffer = &config.buffer;
+    let queue_config = QueueConfig::new(buffer.max_size_per_node, buffer.on_full, buffer.fsync);
+    Queue::open(&queue_dir(config, cluster, node), queue_config)
+}
+
+fn same_node(a: &Node, b: &Node) -> bool {
+    a.cluster() == b.cluster() && a.base_url() == b.base_url() && a.mode() == b.mode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_follow_the_routes_of_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            r#"
+[buffer]
+dir = {:?}
+[routing]
+default_cluster = "main"
+[[cluster]]
+name = "main"
+nodes = [{{ name = "a", url = "http://127.0.0.1:1" }}]
+[[cluster]]
+name = "k8s"
+nodes = [{{ name = "b", url = "http://127.0.0.1:2" }}]
+[[route]]
+database = "logs*"
+cluster = "k8s"
+[[route]]
+database = "metrics"
+measurement = "cpu*"
+cluster = "k8s"
+"#,
+            dir.path().display().to_string()
+        );
+        let config = Config::from_toml_str(&text, "t.toml").unwrap();
+        let table = RoutingTable::build(&config, 1, "test", None).unwrap();
+        let name = |i: usize| table.clusters()[i].name.as_str();
+        assert_eq!(table.default_cluster().name, "main");
+        assert_eq!(table.cluster_for("logs_eu").name, "k8s");
+        assert!(!table.needs_measurement("logs_eu"));
+        assert!(table.needs_measurement("metrics"));
+        assert_eq!(name(table.cluster_index_for("metrics", "cpu_load")), "k8s");
+        assert_eq!(name(table.cluster_index_for("metrics", "mem")), "main");
+        assert_eq!(table.cluster_for("metrics").name, "main");
+        assert_eq!(table.clusters_for_db("metrics"), [0, 1]);
+        assert_eq!(
+            name(table.rules_for_db("metrics").cluster_for("cpu")),
+            "k8s"
+        );
+        assert_eq!(table.rules().len(), 2);
+    }
+}

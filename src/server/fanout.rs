@@ -1,0 +1,370 @@
+//! Delivering one write to every target node: directly, or through the
+//! node's durable queue, and deciding the answer from what each node did.
+//!
+//! A node gets the write directly when it is healthy and its queue is empty;
+//! otherwise — or when the direct attempt fails with a connection error, a
+//! timeout or a 5xx — the write is appended to its queue, where it counts as
+//! *hinted*. A 4xx is the node's verdict on the data or the credentials and
+//! is never queued. Every node's outcome is known before the client is
+//! answered, so a 204 always means each node has the write or holds it on
+//! disk.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::HeaderMap;
+use http::{Method, Response};
+use http_body_util::{BodyExt, Full};
+use tokio::sync::mpsc;
+
+use super::error::ApiError;
+use super::{full, ResponseBody, Shared};
+use crate::config::Consistency;
+use crate::node::{Node, NodeResponseBody};
+use crate::queue::{Record, RecordKind};
+
+/// Largest node answer body kept for relaying an error.
+const MAX_NODE_ERROR_BODY: usize = 64 * 1024;
+
+/// Everything needed to send one write to any node, or to queue it.
+#[derive(Debug)]
+pub struct WriteSend {
+    /// `/write?…` with the client's credentials, for direct sends.
+    pub path: String,
+    /// The client's headers that nodes need.
+    pub headers: HeaderMap,
+    /// The write as it is queued: database, retention policy, precision,
+    /// encoding and the body as the client sent it.
+    pub record: Record,
+}
+
+impl WriteSend {
+    /// A queue record for a write accepted now.
+    pub fn record(
+        db: &str,
+        rp: Option<&str>,
+        precision: Option<&str>,
+        gzip: bool,
+        body: crate::payload::Payload,
+    ) -> Record {
+        Record {
+            kind: RecordKind::Write,
+            accepted_at_ms: now_ms(),
+            db: db.to_string(),
+            rp: rp.unwrap_or_default().to_string(),
+            precision: precision.unwrap_or_default().to_string(),
+            gzip,
+            body,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// What one node made of a write.
+#[derive(Debug)]
+pub enum Outcome {
+    Acked,
+    /// Durably in the node's queue, to be replayed in order; with why it
+    /// was not delivered directly, when it was tried.
+    Queued(Option<String>),
+    /// A 4xx: the data or the credentials are wrong; retrying cannot help.
+    Rejected(Response<Full<Bytes>>),
+    /// Neither delivered nor queued.
+    Failed(String),
+}
+
+/// Sends `send` to every target and answers once every node's outcome is known.
+pub async fn fan_out(
+    shared: &Arc<Shared>,
+    targets: Vec<Arc<Node>>,
+    send: Arc<WriteSend>,
+    consistency: Consistency,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let mut tally = Tally::new(targets.len(), consistency);
+    let (results, mut incoming) = mpsc::channel(targets.len());
+    for node in targets {
+        let (task_shared, send, results) = (shared.clone(), send.clone(), results.clone());
+        // detached from the request: a client that goes away does not cut a delivery in half
+        shared.background.spawn(async move {
+            let outcome = deliver(&task_shared, &node, &send).await;
+            let _ = results.send((node.name().to_string(), outcome)).await;
+        });
+    }
+    drop(results);
+    while let Some((node, outcome)) = incoming.recv().await {
+        tally.add(node, outcome);
+    }
+    tally.answer()
+}
+
+/// Delivers to one node directly when it has no backlog, else through its queue.
+async fn deliver(shared: &Shared, node: &Arc<Node>, send: &WriteSend) -> Outcome {
+    let reason = if node.must_queue() {
+        None
+    } else {
+        match direct(shared, node, send).await {
+            Outcome::Failed(message) => Some(message),
+            delivered => return delivered,
+        }
+    };
+    match node.hint(send.record.clone(), reason.as_deref()).await {
+        Ok(()) => Outcome::Queued(reason),
+        Err(message) => Outcome::Failed(message),
+    }
+}
+
+async fn direct(shared: &Shared, node: &Arc<Node>, send: &WriteSend) -> Outcome {
+    let timeout = shared.config.write.timeout;
+    match tokio::time::timeout(timeout, attempt(shared, node, send)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Outcome::Failed(format!("timed out after {timeout:?}")),
+    }
+}
+
+async fn attempt(shared: &Shared, node: &Arc<Node>, send: &WriteSend) -> Outcome {
+    let mut request = node.request(Method::POST, &send.path);
+    if let Some(headers) = request.headers_mut() {
+        headers.extend(send.headers.clone());
+    }
+    let response = match node
+        .send(&shared.client, request, send.record.body.clone(), None)
+        .await
+    {
+        Ok(response) => response,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
+    let status = response.status();
+    let (parts, body) = response.into_parts();
+    let body = read_small(body).await;
+    if status.is_success() {
+        Outcome::Acked
+    } else if status.is_client_error() {
+        let mut relayed = Response::from_parts(parts, Full::new(body));
+        relayed.headers_mut().remove(http::header::CONTENT_LENGTH);
+        Outcome::Rejected(relayed)
+    } else {
+        Outcome::Failed(format!(
+            "answered {status}: {}",
+            String::from_utf8_lossy(&body).trim()
+        ))
+    }
+}
+
+async fn read_small(body: NodeResponseBody) -> Bytes {
+    match http_body_util::Limited::new(body, MAX_NODE_ERROR_BODY)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => Bytes::from_static(b"{\"error\":\"node answer unreadable or too large\"}"),
+    }
+}
+
+/// Node outcomes of one write, and the answer they add up to.
+#[derive(Debug)]
+pub struct Tally {
+    targets: usize,
+    consistency: Consistency,
+    acked: usize,
+    queued: usize,
+    rejected: Option<Response<Full<Bytes>>>,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    pub fn new(targets: usize, consistency: Consistency) -> Tally {
+        Tally {
+            targets,
+            consistency,
+            acked: 0,
+            queued: 0,
+            rejected: None,
+            failures: Vec::new(),
+        }
+    }
+
+    /// Acknowledgements the level needs (`any` counts queued copies too).
+    fn required(&self) -> usize {
+        match self.consistency {
+            Consistency::Any | Consistency::All => self.targets,
+            Consistency::One => 1,
+            Consistency::Quorum => self.targets / 2 + 1,
+        }
+    }
+
+    fn met(&self) -> bool {
+        let counted = match self.consistency {
+            Consistency::Any => self.acked + self.queued,
+            _ => self.acked,
+        };
+        counted >= self.required()
+    }
+
+    pub fn add(&mut self, node: String, outcome: Outcome) {
+        match outcome {
+            Outcome::Acked => self.acked += 1,
+            Outcome::Queued(reason) => {
+                self.queued += 1;
+                let why = reason.map(|r| format!("{r}; ")).unwrap_or_default();
+                self.failures.push(format!("{node}: {why}queued"));
+            }
+            Outcome::Rejected(response) => {
+                self.failures
+                    .push(format!("{node}: answered {}", response.status()));
+                self.rejected.get_or_insert(response);
+            }
+            Outcome::Failed(message) => self.failures.push(format!("{node}: {message}")),
+        }
+    }
+
+    /// 204 when the level is met; else a node's 4xx as it sent it; else 503.
+    pub fn answer(mut self) -> Result<Response<ResponseBody>, ApiError> {
+        if self.met() {
+            return Ok(super::status::no_content());
+        }
+        if let Some(rejected) = self.rejected.take() {
+            return Ok(rejected.map(full));
+        }
+        Err(ApiError::Unavailable(format!(
+            "write could not meet consistency {:?}: {} of {} nodes acknowledged and {} queued, {} needed; {}",
+            self.consistency.to_string(),
+            self.acked,
+            self.targets,
+            self.queued,
+            self.required(),
+            self.failures.join("; ")
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(status: u16) -> Outcome {
+        let mut response = Response::new(Full::new(Bytes::from_static(
+            b"{\"error\":\"partial write\"}",
+        )));
+        *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        Outcome::Rejected(response)
+    }
+
+    fn tally(
+        consistency: Consistency,
+        outcomes: Vec<Outcome>,
+    ) -> Result<Response<ResponseBody>, ApiError> {
+        let mut tally = Tally::new(outcomes.len(), consistency);
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            tally.add(format!("n{i}"), outcome);
+        }
+        tally.answer()
+    }
+
+    fn failed() -> Outcome {
+        Outcome::Failed("refused".into())
+    }
+
+    #[test]
+    fn any_is_met_by_acknowledged_and_queued_copies_together() {
+        assert_eq!(
+            tally(
+                Consistency::Any,
+                vec![Outcome::Acked, Outcome::Queued(None)]
+            )
+            .unwrap()
+            .status(),
+            204
+        );
+        assert_eq!(
+            tally(
+                Consistency::Any,
+                vec![Outcome::Queued(None), Outcome::Queued(None)]
+            )
+            .unwrap()
+            .status(),
+            204
+        );
+        let err = tally(Consistency::Any, vec![Outcome::Acked, failed()]).unwrap_err();
+        assert_eq!(err.status(), 503);
+        assert!(
+            err.to_string()
+                .contains("1 of 2 nodes acknowledged and 0 queued, 2 needed; n1: refused"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn one_needs_a_real_acknowledgement() {
+        assert_eq!(
+            tally(
+                Consistency::One,
+                vec![failed(), Outcome::Acked, Outcome::Queued(None)]
+            )
+            .unwrap()
+            .status(),
+            204
+        );
+        assert!(tally(
+            Consistency::One,
+            vec![Outcome::Queued(None), Outcome::Queued(None)]
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn quorum_needs_a_majority_of_acknowledgements() {
+        assert_eq!(
+            tally(
+                Consistency::Quorum,
+                vec![Outcome::Acked, Outcome::Queued(None), Outcome::Acked]
+            )
+            .unwrap()
+            .status(),
+            204
+        );
+        let err = tally(
+            Consistency::Quorum,
+            vec![Outcome::Acked, Outcome::Queued(None), failed()],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("1 of 3 nodes acknowledged and 1 queued, 2 needed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn all_fails_when_one_node_only_has_it_queued() {
+        let err = tally(
+            Consistency::All,
+            vec![Outcome::Acked, Outcome::Queued(None)],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("n1: queued"), "{err}");
+    }
+
+    #[test]
+    fn a_node_rejection_is_relayed_when_the_level_is_not_met() {
+        assert_eq!(
+            tally(Consistency::Any, vec![Outcome::Acked, rejected(400)])
+                .unwrap()
+                .status(),
+            400
+        );
+        assert_eq!(
+            tally(Consistency::One, vec![Outcome::Acked, rejected(400)])
+                .unwrap()
+                .status(),
+            204
+        );
+    }
+}

@@ -1,0 +1,386 @@
+//! The HTTP side: listener, connection limit, dispatch, graceful shutdown.
+//!
+//! * [`write`](mod@write): `/write` and `/api/v2/write`: parameters and targets.
+//! * [`fanout`]: delivering a write to each node or its queue, and consistency.
+//! * [`query`]: `/query`, read routing with failover.
+//! * [`admin`]: admin statements to every node, queued for those that are down.
+//! * [`spread`]: reads spanning clusters, answered by one node per cluster and merged.
+//! * [`targets`]: which clusters a query concerns.
+//! * [`status`]: `/ping`, `/health`, `/status`.
+//! * [`body`]: reading request bodies within their limits.
+//! * [`error`]: handler errors and the one function that renders them.
+//!
+//! A semaphore permit is taken before `accept`, so at most
+//! `server.max_connections` connections are open. Shutdown stops accepting,
+//! lets in-flight requests finish within `server.shutdown_timeout`, and logs
+//! when the deadline cut connections off.
+
+pub mod admin;
+pub mod body;
+pub mod error;
+pub mod fanout;
+pub mod nodes;
+pub mod query;
+pub mod reload;
+pub mod spread;
+pub mod status;
+pub mod targets;
+pub mod write;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::HeaderValue;
+use http::{Method, Request, Response};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::node::{self, HttpClient, NodeResponseBody};
+use crate::routing::{LiveTable, RoutingTable};
+use error::ApiError;
+
+/// What every response body is: the router's own bytes, or a node's stream.
+pub type ResponseBody = Either<Full<Bytes>, NodeResponseBody>;
+
+/// Wraps the router's own body bytes.
+pub fn full(body: Full<Bytes>) -> ResponseBody {
+    Either::Left(body)
+}
+
+/// State shared by every request.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    pub routing: LiveTable,
+    pub client: HttpClient,
+    pub started: Instant,
+    /// Node sends that outlive the request that started them (a write answered
+    /// at consistency `one` while slower nodes are still being written to).
+    pub background: TaskTracker,
+    /// Queues on disk of nodes the routing table no longer has: kept, reported.
+    pub orphans: Vec<crate::routing::orphans::Orphan>,
+    /// Health checkers and replayers of the nodes in the live table.
+    pub node_tasks: nodes::NodeTasks,
+    /// Routing table swaps and refusals, for `/status`.
+    pub reloads: reload::Reloads,
+    /// The config file the routing table is reloaded from, if any.
+    pub config_file: Option<PathBuf>,
+    /// The configuration the live routing table was built from (with the
+    /// nodes discovered through DNS SRV); see [`reload::running_config`].
+    running: std::sync::Mutex<Config>,
+    /// Stops the routing sources at shutdown.
+    stop_sources: tokio::sync::watch::Sender<bool>,
+}
+
+/// Why the router could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {error}")]
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("cannot open a node queue: {0}")]
+    Queue(#[from] crate::queue::QueueError),
+    #[error("invalid configuration:\n{0}")]
+    Config(#[from] crate::config::ConfigError),
+}
+
+impl Shared {
+    /// Builds the shared state and the first routing table from `config`,
+    /// opening every node's queue.
+    pub fn new(
+        config: Config,
+        source: &str,
+        config_file: Option<PathBuf>,
+    ) -> Result<Arc<Shared>, StartError> {
+        let table = RoutingTable::build(&config, 1, source, None)?;
+        let orphans = crate::routing::orphans::find(&config);
+        Ok(Arc::new(Shared {
+            routing: LiveTable::new(table),
+            client: node::client::build(),
+            started: Instant::now(),
+            background: TaskTracker::new(),
+            orphans,
+            node_tasks: nodes::NodeTasks::default(),
+            reloads: reload::Reloads::default(),
+            config_file,
+            stop_sources: tokio::sync::watch::channel(false).0,
+            running: std::sync::Mutex::new(config.clone()),
+            config,
+        }))
+    }
+
+    /// Starts the routing sources (the config file watcher and SIGHUP, or
+    /// Redis) now, so that a change right after start is not missed. With
+    /// `source = "redis"` the table is first read from Redis (or its cache).
+    async fn start_sources(self: &Arc<Self>) {
+        start_sources(self, self.stop_sources.subscribe()).await;
+    }
+}
+
+/// A router started with [`spawn`]; stops when [`RunningRouter::shutdown`] is called or it is dropped.
+#[derive(Debug)]
+pub struct RunningRouter {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RunningRouter {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops accepting, drains in-flight requests, and waits for the end.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningRouter {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Binds `config.server.bind` and serves in a background task.
+pub async fn spawn(config: Config, source: &str) -> Result<RunningRouter, StartError> {
+    spawn_shared(config, source, None).await
+}
+
+/// Like [`spawn`], with the configuration read from `path`, which is then
+/// watched for routing changes (and re-read on SIGHUP).
+pub async fn spawn_watching(path: &Path) -> Result<RunningRouter, StartError> {
+    let loaded = crate::config::load(Some(path))?;
+    spawn_shared(
+        loaded.config,
+        &loaded.source.to_string(),
+        Some(path.to_path_buf()),
+    )
+    .await
+}
+
+async fn spawn_shared(
+    config: Config,
+    source: &str,
+    file: Option<PathBuf>,
+) -> Result<RunningRouter, StartError> {
+    let listener = bind(&config).await?;
+    let addr = listener.local_addr().map_err(|error| StartError::Bind {
+        addr: config.server.bind,
+        error,
+    })?;
+    let shared = Shared::new(config, source, file)?;
+    shared.start_sources().await;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, shared.clone(), async move {
+        let _ = stopped.await;
+    }));
+    Ok(RunningRouter {
+        addr,
+        shared,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+/// Opens the queues, binds the configured address and serves until
+/// `shutdown` completes; the routing table follows `config_file` if given.
+pub async fn run(
+    config: Config,
+    source: &str,
+    config_file: Option<PathBuf>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let shared = Shared::new(config, source, config_file)?;
+    let listener = bind(&shared.config).await?;
+    shared.start_sources().await;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "listening");
+    }
+    serve(listener, shared, shutdown).await;
+    Ok(())
+}
+
+async fn bind(config: &Config) -> Result<TcpListener, StartError> {
+    let addr = config.server.bind;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| StartError::Bind { addr, error })
+}
+
+/// Accepts connections on `listener` until `shutdown`, then drains.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
+    shared.node_tasks.sync(&shared, &shared.routing.load());
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(shared.config.server.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
+            _ = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => { accept_failed(e).await; continue; }
+            },
+            _ = &mut shutdown => break,
+        };
+        serve_connection(&shared, &graceful, stream, permit);
+    }
+    drop(listener);
+    drain(graceful, &shared).await;
+    let _ = shared.stop_sources.send(true);
+    shared.node_tasks.stop_all().await;
+    for node in shared.routing.load().nodes() {
+        node.queue().close();
+    }
+}
+
+fn serve_connection(
+    shared: &Arc<Shared>,
+    graceful: &GracefulShutdown,
+    stream: tokio::net::TcpStream,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let _ = stream.set_nodelay(true);
+    let service_state = shared.clone();
+    let service = service_fn(move |request| {
+        let shared = service_state.clone();
+        async move { Ok::<_, Infallible>(handle(shared, request).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.config.server.read_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+        drop(permit);
+    });
+}
+
+/// Starts the DNS SRV lookups of clusters with `srv`, and the config file
+/// watcher (and SIGHUP handler) when there is a file, or with
+/// `source = "redis"` the Redis follower (which reads Redis, or its cache,
+/// before returning).
+async fn start_sources(shared: &Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) {
+    crate::routing::source::dns::start(shared, stop.clone());
+    if shared.config.routing.source == crate::config::RoutingSource::Redis {
+        crate::routing::source::redis::start(shared, stop).await;
+        return;
+    }
+    let Some(path) = shared.config_file.clone() else {
+        return;
+    };
+    let (watched, origin) = (shared.config.routing.watch, path.display().to_string());
+    let target = shared.clone();
+    let apply = move |text: String, trigger| match reload::apply(&target, &text, &origin) {
+        reload::Applied::Swapped(version) => {
+            tracing::info!(version, ?trigger, "routing table swapped")
+        }
+        reload::Applied::Unchanged => {
+            tracing::debug!(?trigger, "config re-read; routing unchanged")
+        }
+        reload::Applied::Refused(_) => {}
+    };
+    if let Err(e) = crate::routing::source::file::start(path, watched, apply, stop) {
+        tracing::error!(error = %e, "the config file is not watched; restart to change routing");
+    }
+}
+
+async fn accept_failed(error: std::io::Error) {
+    // EMFILE and friends: back off a little instead of spinning
+    tracing::warn!(%error, "accept failed");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+}
+
+/// Lets open connections and background node sends finish, within one deadline.
+async fn drain(graceful: GracefulShutdown, shared: &Shared) {
+    let deadline = shared.config.server.shutdown_timeout;
+    shared.background.close();
+    let everything = async {
+        graceful.shutdown().await;
+        shared.background.wait().await;
+    };
+    match tokio::time::timeout(deadline, everything).await {
+        Ok(()) => tracing::info!("all connections closed and node sends finished"),
+        Err(_) => tracing::warn!(
+            ?deadline,
+            unfinished_node_sends = shared.background.len(),
+            "shutdown deadline reached; open connections and node sends were cut"
+        ),
+    }
+}
+
+/// Routes one request to its handler and stamps InfluxDB's headers on the answer.
+pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<ResponseBody> {
+    let result = dispatch(&shared, request).await;
+    let mut response = result.unwrap_or_else(ApiError::into_response);
+    status::stamp_headers(&shared, response.headers_mut());
+    response
+}
+
+async fn dispatch(
+    shared: &Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let started = tokio::time::Instant::now();
+    let limits = body::Limits {
+        max_size: shared.config.server.max_body_size,
+        deadline: started + shared.config.server.read_timeout,
+        read_timeout: shared.config.server.read_timeout,
+    };
+    let method = request.method().clone();
+    match (request.uri().path(), method) {
+        ("/ping", Method::GET | Method::HEAD) => Ok(status::ping(shared, &request)),
+        ("/write", Method::POST) => write::handle(shared, request, write::Api::V1, limits).await,
+        ("/api/v2/write", Method::POST) => {
+            write::handle(shared, request, write::Api::V2, limits).await
+        }
+        ("/query", Method::GET | Method::POST) => query::handle(shared, request, limits).await,
+        ("/health", Method::GET | Method::HEAD) => Ok(status::health(shared)),
+        ("/status", Method::GET) => Ok(status::status(shared)),
+        ("/ping" | "/write" | "/api/v2/write" | "/query" | "/health" | "/status", _) => {
+            Err(ApiError::MethodNotAllowed)
+        }
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// The value of `X-Influxdb-Version` when no node has told us its own.
+pub const FALLBACK_VERSION: HeaderValue = HeaderValue::from_static("unknown");

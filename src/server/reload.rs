@@ -1,0 +1,229 @@
+//! The one place a new routing table is validated and published at run time.
+//!
+//! Sources (the watched config file, SIGHUP) hand in the text of a candidate
+//! configuration. Its routing part — `[routing]`, `[[cluster]]`, `[[route]]`
+//! — is validated as a whole, built into a table that keeps the nodes (and
+//! their queues and health) that did not change, and published with one
+//! swap; node tasks follow. An invalid candidate is refused, logged and
+//! counted, and the last good table keeps serving. Other sections only take
+//! effect after a restart; a change to them is logged.
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use super::Shared;
+use crate::config::{Config, NodeConfig};
+use crate::routing::RoutingTable;
+
+/// Counts of swaps and refusals, and the last refusal, for `/status`.
+#[derive(Debug, Default)]
+pub struct Reloads {
+    state: Mutex<ReloadState>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReloadState {
+    pub swaps: u64,
+    pub refused: u64,
+    pub last_refused: Option<Refusal>,
+    /// With `source = "redis"`: whether the router's notice queue is bound
+    /// to the exchange right now (`None` with other sources).
+    pub notices_subscribed: Option<bool>,
+}
+
+/// A candidate table that was not published, and why.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub at: SystemTime,
+    pub source: String,
+    pub problems: Vec<String>,
+}
+
+impl Reloads {
+    pub fn state(&self) -> ReloadState {
+        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Records whether change notices are being received.
+    pub fn set_notices_subscribed(&self, subscribed: bool) {
+        self.update(|s| s.notices_subscribed = Some(subscribed));
+    }
+
+    fn update(&self, change: impl FnOnce(&mut ReloadState)) {
+        if let Ok(mut state) = self.state.lock() {
+            change(&mut state);
+        }
+    }
+}
+
+/// What became of a candidate.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Published as this version.
+    Swapped(u64),
+    /// Same routing as the live table: nothing to do.
+    Unchanged,
+    /// Refused with these problems; the live table stays.
+    Refused(Vec<String>),
+}
+
+/// Validates the configuration `text` from `origin` and publishes its routing part.
+///
+/// Clusters discovered through DNS SRV keep the nodes last discovered for
+/// them as long as their `srv` settings are unchanged.
+pub fn apply(shared: &Arc<Shared>, text: &str, origin: &str) -> Applied {
+    apply_text(shared, text, origin, false)
+}
+
+/// Like [`apply`] for a routing document from Redis: only its
+/// `default_cluster`, `[[cluster]]` and `[[route]]` are used; the running
+/// `[routing]` settings (source, URLs, intervals) stay.
+pub fn apply_routing_document(shared: &Arc<Shared>, text: &str, origin: &str) -> Applied {
+    apply_text(shared, text, origin, true)
+}
+
+fn apply_text(shared: &Arc<Shared>, text: &str, origin: &str, document: bool) -> Applied {
+    let candidate = match Config::from_toml_str(text, origin) {
+        Ok(config) => config,
+        Err(e) => {
+            return refuse(
+                shared,
+                origin,
+                e.problems().iter().map(|p| p.to_string()).collect(),
+            )
+        }
+    };
+    if !document {
+        warn_about_fixed_sections(&shared.config, &candidate, origin);
+    }
+    let mut running = lock(&shared.running);
+    let mut routing = shared.config.clone();
+    if document {
+        routing.routing.default_cluster = candidate.routing.default_cluster;
+    } else {
+        routing.routing = candidate.routing;
+    }
+    routing.clusters = candidate.clusters;
+    routing.routes = candidate.routes;
+    keep_discovered_nodes(&running, &mut routing);
+    publish(shared, &mut running, routing, origin)
+}
+
+/// Publishes the routing part of an already validated `config` from `origin`.
+pub fn apply_config(shared: &Arc<Shared>, config: Config, origin: &str) -> Applied {
+    let mut running = lock(&shared.running);
+    publish(shared, &mut running, config, origin)
+}
+
+/// Publishes the running configuration with the nodes of the SRV cluster
+/// `cluster` replaced by `nodes`. `None` when the running configuration no
+/// longer has such a cluster.
+pub fn replace_discovered_nodes(
+    shared: &Arc<Shared>,
+    cluster: &str,
+    nodes: Vec<NodeConfig>,
+    origin: &str,
+) -> Option<Applied> {
+    let mut running = lock(&shared.running);
+    let mut config = running.clone();
+    let target = config
+        .clusters
+        .iter_mut()
+        .find(|c| c.name == cluster && c.srv.is_some())?;
+    target.nodes = nodes;
+    Some(publish(shared, &mut running, config, origin))
+}
+
+/// The running routing configuration: what the live table was built from.
+pub fn running_config(shared: &Shared) -> Config {
+    lock(&shared.running).clone()
+}
+
+fn lock(running: &Mutex<Config>) -> std::sync::MutexGuard<'_, Config> {
+    running.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Builds and publishes a table from `config` unless it routes like the live one.
+fn publish(shared: &Arc<Shared>, running: &mut Config, config: Config, origin: &str) -> Applied {
+    if let Some(problem) = duplicate_node_name(&config) {
+        return refuse(shared, origin, vec![format!("{origin}: {problem}")]);
+    }
+    let current = shared.routing.load();
+    if same_routing(&current, &config) {
+        *running = config;
+        return Applied::Unchanged;
+    }
+    let version = current.version() + 1;
+    let table = match RoutingTable::build(&config, version, origin, Some(&current)) {
+        Ok(table) => table,
+        Err(e) => {
+            return refuse(
+                shared,
+                origin,
+                vec![format!("{origin}: cannot open a node queue: {e}")],
+            )
+        }
+    };
+    shared.routing.publish(table);
+    *running = config;
+    shared.node_tasks.sync(shared, &shared.routing.load());
+    shared.reloads.update(|s| s.swaps += 1);
+    Applied::Swapped(version)
+}
+
+/// Gives every SRV cluster of `candidate` the nodes `running` has for it,
+/// when its `srv` settings did not change.
+fn keep_discovered_nodes(running: &Config, candidate: &mut Config) {
+    for cluster in &mut candidate.clusters {
+        let Some(srv) = &cluster.srv else { continue };
+        let old = running
+            .clusters
+            .iter()
+            .find(|c| c.name == cluster.name && c.srv.as_ref().is_some_and(|o| o.name == srv.name));
+        if let Some(old) = old {
+            cluster.nodes = old.nodes.clone();
+        }
+    }
+}
+
+/// A node name used twice (a discovered name may meet a static one).
+fn duplicate_node_name(config: &Config) -> Option<String> {
+    let mut seen = std::collections::HashMap::new();
+    for cluster in &config.clusters {
+        for node in &cluster.nodes {
+            if let Some(first) = seen.insert(node.name.as_str(), cluster.name.as_str()) {
+                return Some(format!(
+                    "node name {:?} of cluster {:?} is already used in cluster {first:?}",
+                    node.name, cluster.name
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn refuse(shared: &Shared, origin: &str, problems: Vec<String>) -> Applied {
+    tracing::warn!(source = %origin, problems = %problems.join("; "), "routing update refused; the last good table stays");
+    let refusal = Refusal {
+        at: SystemTime::now(),
+        source: origin.to_string(),
+        problems: problems.clone(),
+    };
+    shared.reloads.update(|s| {
+        s.refused += 1;
+        s.last_refused = Some(refusal);
+    });
+    Applied::Refused(problems)
+}
+
+/// Whether `config`'s routing part is what `table` was built from.
+fn same_routing(table: &RoutingTable, config: &Config) -> bool {
+    table.built_from() == RoutingTable::fingerprint(config)
+}
+
+fn warn_about_fixed_sections(running: &Config, candidate: &Config, origin: &str) {
+    let fixed = |c: &Config| format!("{:?}{:?}{:?}{:?}", c.server, c.write, c.health, c.buffer);
+    if fixed(running) != fixed(candidate) {
+        tracing::warn!(source = %origin, "[server], [write], [health] and [buffer] changes take effect after a restart");
+    }
+}

@@ -1,0 +1,294 @@
+//! `/write` and `/api/v2/write`: replicate one body to every write-enabled node.
+//!
+//! For a database on one cluster the body is never parsed or copied: the
+//! same chunks go to every node of that cluster, concurrently, or into its
+//! durable queue (see [`super::fanout`]). Only when routing rules put a
+//! database's measurements on several clusters is the body scanned and split
+//! into per-cluster slices ([`crate::protocol::line`]). A node's 4xx comes
+//! back to the client as the node sent it.
+
+use std::sync::Arc;
+
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE,
+};
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use super::body::{self, Limits};
+use super::error::ApiError;
+use super::fanout::{fan_out, WriteSend};
+use super::{ResponseBody, Shared};
+use crate::config::{Consistency, Secret};
+use crate::node::Node;
+use crate::payload::Payload;
+use crate::protocol::line;
+use crate::routing::RoutingTable;
+
+/// Which flavour of write endpoint the client called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// InfluxDB 1.x `/write`.
+    V1,
+    /// InfluxDB 2.x compatibility `/api/v2/write`.
+    V2,
+}
+
+/// Headers a node needs to read the body and check the client's credentials.
+const FORWARDED: [HeaderName; 2] = [CONTENT_ENCODING, CONTENT_TYPE];
+
+/// The parameters of a write, checked.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct WriteParams {
+    pub db: String,
+    pub rp: Option<String>,
+    pub precision: Option<&'static str>,
+    pub consistency: Option<Consistency>,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+}
+
+impl WriteParams {
+    /// Parses the query string of a `/write` (V1) or `/api/v2/write` (V2) call.
+    pub fn parse(query: Option<&str>, api: Api) -> Result<WriteParams, ApiError> {
+        let mut params = WriteParams::default();
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            params.take(api, &key, value.into_owned())?;
+        }
+        if params.db.is_empty() {
+            let message = match api {
+                Api::V1 => "database is required",
+                Api::V2 => "bucket is required",
+            };
+            return Err(ApiError::BadRequest(message.into()));
+        }
+        Ok(params)
+    }
+
+    fn take(&mut self, api: Api, key: &str, value: String) -> Result<(), ApiError> {
+        match (api, key) {
+            (Api::V1, "db") => self.db = value,
+            (Api::V1, "rp") => self.rp = Some(value).filter(|v| !v.is_empty()),
+            (Api::V2, "bucket") => self.take_bucket(value),
+            (_, "precision") => self.precision = normalize_precision(&value)?,
+            (_, "consistency") => {
+                let parsed = value
+                    .parse()
+                    .map_err(|e| ApiError::BadRequest(format!("invalid consistency: {e}")))?;
+                self.consistency = Some(parsed);
+            }
+            (_, "u") => self.user = Some(value),
+            (_, "p") => self.password = Some(Secret::new(value)),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn take_bucket(&mut self, bucket: String) {
+        match bucket.split_once('/') {
+            Some((db, rp)) => {
+                self.db = db.to_string();
+                self.rp = Some(rp.to_string()).filter(|v| !v.is_empty());
+            }
+            None => self.db = bucket,
+        }
+    }
+
+    /// The 1.x `/write?…` path the nodes receive.
+    pub fn node_path(&self) -> String {
+        let mut query =
+            form_urlencoded::Serializer::for_suffix(String::from("/write?"), "/write?".len());
+        query.append_pair("db", &self.db);
+        if let Some(rp) = &self.rp {
+            query.append_pair("rp", rp);
+        }
+        if let Some(precision) = self.precision {
+            query.append_pair("precision", precision);
+        }
+        if let Some(user) = &self.user {
+            query.append_pair("u", user);
+        }
+        if let Some(password) = &self.password {
+            query.append_pair("p", password.expose());
+        }
+        query.finish()
+    }
+}
+
+/// Maps every accepted spelling to the one InfluxDB 1.x understands
+/// (1.x reads `us` as nanoseconds, so it becomes `u`).
+fn normalize_precision(value: &str) -> Result<Option<&'static str>, ApiError> {
+    Ok(Some(match value {
+        "" => return Ok(None),
+        "n" | "ns" => "n",
+        "u" | "us" | "µ" => "u",
+        "ms" => "ms",
+        "s" => "s",
+        "m" => "m",
+        "h" => "h",
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid precision {other:?}: use n, ns, u, us, ms, s, m or h"
+            )))
+        }
+    }))
+}
+
+/// Handles one write request end to end.
+pub async fn handle(
+    shared: &Arc<Shared>,
+    request: Request<Incoming>,
+    api: Api,
+    limits: Limits,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let params = WriteParams::parse(request.uri().query(), api)?;
+    let consistency = params
+        .consistency
+        .unwrap_or(shared.config.write.consistency);
+    let (parts, incoming) = request.into_parts();
+    let payload = body::read(incoming, &parts.headers, limits).await?;
+    let table = shared.routing.load();
+    let deliveries = deliveries(&table, &params, &parts.headers, payload, limits.max_size).await?;
+    deliver_all(shared, deliveries, consistency).await
+}
+
+/// One write for one cluster: its nodes and what to send them.
+type Delivery = (Vec<Arc<Node>>, Arc<WriteSend>);
+
+/// The body as it came for a database on one cluster; split by measurement
+/// (and decoded, when gzip) when routing rules put its lines on several.
+async fn deliveries(
+    table: &RoutingTable,
+    params: &WriteParams,
+    client_headers: &HeaderMap,
+    payload: Payload,
+    max_size: u64,
+) -> Result<Vec<Delivery>, ApiError> {
+    let gzip = body::is_gzip(client_headers);
+    let split_up = table.needs_measurement(&params.db);
+    let batches = if split_up {
+        split(table, &params.db, &payload, gzip, max_size).await?
+    } else {
+        vec![(table.cluster_index_for_db(&params.db), payload)]
+    };
+    let mut headers = forwarded_headers(client_headers);
+    if split_up {
+        headers.remove(CONTENT_ENCODING); // split batches are sent decoded
+    }
+    let mut deliveries = Vec::with_capacity(batches.len());
+    for (index, batch) in batches {
+        let cluster = &table.clusters()[index];
+        let targets: Vec<Arc<Node>> = cluster.write_nodes().cloned().collect();
+        if targets.is_empty() {
+            let message = format!("cluster {:?} has no write-enabled node", cluster.name);
+            return Err(ApiError::Unavailable(message));
+        }
+        let record = WriteSend::record(
+            &params.db,
+            params.rp.as_deref(),
+            params.precision,
+            gzip && !split_up,
+            batch,
+        );
+        let send = WriteSend {
+            path: params.node_path(),
+            headers: headers.clone(),
+            record,
+        };
+        deliveries.push((targets, Arc::new(send)));
+    }
+    Ok(deliveries)
+}
+
+/// Runs the deliveries (concurrently when there are several) and answers for all.
+async fn deliver_all(
+    shared: &Arc<Shared>,
+    mut deliveries: Vec<Delivery>,
+    consistency: Consistency,
+) -> Result<Response<ResponseBody>, ApiError> {
+    if deliveries.len() == 1 {
+        let (targets, send) = deliveries.remove(0);
+        return fan_out(shared, targets, send, consistency).await;
+    }
+    let mut running = tokio::task::JoinSet::new();
+    for (targets, send) in deliveries {
+        let shared = shared.clone();
+        running.spawn(async move { fan_out(&shared, targets, send, consistency).await });
+    }
+    combine(running.join_all().await)
+}
+
+/// One answer for a write that went to several clusters: 204 only when every
+/// cluster's consistency level was met, else the first cluster's error.
+fn combine(
+    answers: Vec<Result<Response<ResponseBody>, ApiError>>,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let mut first_ok = None;
+    for answer in answers {
+        match answer {
+            Ok(response) if response.status() == http::StatusCode::NO_CONTENT => {
+                first_ok.get_or_insert(response);
+            }
+            other => return other,
+        }
+    }
+    first_ok.ok_or_else(|| ApiError::BadRequest("write has no lines".into()))
+}
+
+/// Splits a body into one batch per target cluster by each line's
+/// measurement, slicing the body (decoded first when it is gzip).
+async fn split(
+    table: &RoutingTable,
+    db: &str,
+    payload: &Payload,
+    gzip: bool,
+    max_size: u64,
+) -> Result<Vec<(usize, Payload)>, ApiError> {
+    let body = if gzip {
+        body::inflate(payload, max_size).await?
+    } else {
+        payload.to_contiguous()
+    };
+    let rules = table.rules_for_db(db);
+    let batches = line::split_by(&body, |measurement| {
+        rules.cluster_for(&String::from_utf8_lossy(measurement))
+    })
+    .map_err(|e| ApiError::BadRequest(format!("unable to parse: {e}")))?;
+    Ok(batches
+        .into_iter()
+        .map(|(cluster, runs)| (cluster, Payload::from_chunks(runs)))
+        .collect())
+}
+
+/// Copies what nodes need of the client's headers, turning `Token user:pass` into Basic.
+pub fn forwarded_headers(client: &HeaderMap) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for name in FORWARDED {
+        if let Some(value) = client.get(&name) {
+            headers.insert(name, value.clone());
+        }
+    }
+    if let Some(auth) = client.get(AUTHORIZATION) {
+        headers.insert(
+            AUTHORIZATION,
+            token_as_basic(auth).unwrap_or_else(|| auth.clone()),
+        );
+    }
+    headers
+}
+
+/// InfluxDB 1.8 accepts `Authorization: Token user:password`; older nodes only
+/// Basic, which says the same thing.
+fn token_as_basic(value: &HeaderValue) -> Option<HeaderValue> {
+    let token = value.to_str().ok()?.strip_prefix("Token ")?;
+    if !token.contains(':') {
+        return None;
+    }
+    let mut basic =
+        HeaderValue::from_str(&format!("Basic {}", crate::node::base64(token.as_bytes()))).ok()?;
+    basic.set_sensitive(true);
+    Some(basic)
+}
+
+#[cfg(test)]
+mod tests;

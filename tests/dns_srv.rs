@@ -1,0 +1,290 @@
+//! DNS SRV discovery against a real DNS server: `dnsmasq` on a free
+//! loopback port serves the SRV records of a cluster, and the router follows
+//! them as they are added and removed; when the server goes away, the last
+//! node list stays.
+//!
+//! `dnsmasq` comes from Debian's `dnsmasq-base` package
+//! (`apt-get install -y dnsmasq-base`; `./scripts/test.sh` installs it).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use influxdb_router::server;
+use serde_json::Value;
+use support::{free_port, wait_until, FakeNode};
+
+const RECORD: &str = "_http._tcp.influx.test";
+
+/// The `dnsmasq` binary: on `PATH`, or in the sbin directories that are not
+/// on an ordinary user's `PATH`.
+fn dnsmasq_binary() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join("dnsmasq"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "dnsmasq not found on PATH or in /usr/sbin: this test needs a real DNS server. \
+                 Install it with `apt-get install -y dnsmasq-base` (or run ./scripts/test.sh, \
+                 which does so)"
+            )
+        })
+}
+
+/// A `dnsmasq` serving SRV records for [`RECORD`] on 127.0.0.1:`port`,
+/// killed on drop.
+struct Dnsmasq {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Dnsmasq {
+    fn start(port: u16, targets: &[u16]) -> Dnsmasq {
+        let mut dns = Dnsmasq { port, child: None };
+        dns.restart(targets);
+        dns
+    }
+
+    /// (Re)starts the server on the same port with SRV records `localhost:<port>`
+    /// for each of `targets` (dnsmasq does not re-read `--srv-host` on SIGHUP).
+    fn restart(&mut self, targets: &[u16]) {
+        self.stop();
+        let mut command = Command::new(dnsmasq_binary());
+        command.args([
+            "--no-daemon".to_string(),
+            format!("--port={}", self.port),
+            "--listen-address=127.0.0.1".into(),
+            "--bind-interfaces".into(),
+            "--no-resolv".into(),
+            "--no-hosts".into(),
+            "--conf-file=/dev/null".into(),
+            "--local-ttl=0".into(),
+            "--pid-file=".into(),
+        ]);
+        if targets.is_empty() {
+            // an SRV name with no record: answered, but with nothing in it
+            command.arg(format!("--srv-host={RECORD}"));
+        }
+        for port in targets {
+            command.arg(format!("--srv-host={RECORD},localhost,{port},0,0"));
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start dnsmasq: {e}"));
+        // it is listening once it has logged its start; a bind failure ends it
+        std::thread::sleep(Duration::from_millis(300));
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut log = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                use std::io::Read;
+                let _ = stderr.read_to_string(&mut log);
+            }
+            panic!("dnsmasq exited at start ({status}): {log}");
+        }
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn config(queues: &Path, dns_port: u16, static_port: u16) -> String {
+    format!(
+        r#"[server]
+bind = "127.0.0.1:0"
+[health]
+interval = "100ms"
+[buffer]
+dir = {queues:?}
+[routing]
+default_cluster = "dns"
+dns_servers = ["127.0.0.1:{dns_port}"]
+[[cluster]]
+name = "static"
+nodes = [{{ name = "s", url = "http://127.0.0.1:{static_port}" }}]
+[[cluster]]
+name = "dns"
+srv = "{RECORD}"
+srv_interval = "200ms"
+"#,
+        queues = queues.display().to_string()
+    )
+}
+
+async fn status(url: &str) -> Value {
+    reqwest::get(format!("{url}/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Names of the nodes of cluster `dns` in `/status`, sorted.
+async fn dns_nodes(url: &str) -> Vec<String> {
+    let status = status(url).await;
+    let mut names: Vec<String> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["cluster"] == "dns")
+        .map(|n| n["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn wait_for_nodes(url: &str, expected: &[String]) {
+    let reached = wait_until(Duration::from_secs(10), || async {
+        dns_nodes(url).await == expected
+    })
+    .await;
+    assert!(
+        reached,
+        "expected dns nodes {expected:?}, /status says {}",
+        status(url).await
+    );
+}
+
+async fn write(url: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{url}/write?db=d"))
+        .body("m v=1 1\n")
+        .send()
+        .await
+        .unwrap();
+    let code = response.status().as_u16();
+    (code, response.text().await.unwrap_or_default())
+}
+
+fn name(port: u16) -> String {
+    format!("dns-localhost-{port}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn srv_records_decide_the_nodes_of_a_cluster() {
+    let binary = dnsmasq_binary(); // fails loudly when missing
+    assert!(binary.is_file());
+    let (a, b, other) = (FakeNode::start(), FakeNode::start(), FakeNode::start());
+    let dns_port = free_port();
+    let mut dns = Dnsmasq::start(dns_port, &[a.port()]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("router.toml");
+    std::fs::write(
+        &path,
+        config(&dir.path().join("queues"), dns_port, other.port()),
+    )
+    .unwrap();
+    let router = server::spawn_watching(&path).await.unwrap();
+    let url = router.url();
+
+    // one record: that node, and writes reach it
+    wait_for_nodes(&url, &[name(a.port())]).await;
+    assert_eq!(write(&url).await.0, 204);
+    assert_eq!((a.write_count(), b.write_count()), (1, 0));
+
+    // a config reload that keeps the cluster's srv keeps the discovered nodes
+    let before = status(&url).await["routing"]["version"].as_u64().unwrap();
+    let edited = config(&dir.path().join("queues"), dns_port, other.port())
+        .replace("srv_interval = \"200ms\"", "srv_interval = \"250ms\"");
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, edited).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let reloaded = wait_until(Duration::from_secs(10), || async {
+        status(&url).await["routing"]["version"].as_u64() > Some(before)
+    })
+    .await;
+    assert!(
+        reloaded,
+        "the edited file was not loaded: {}",
+        status(&url).await
+    );
+    assert_eq!(dns_nodes(&url).await, vec![name(a.port())]);
+    assert_eq!(write(&url).await.0, 204);
+    assert_eq!((a.write_count(), b.write_count()), (2, 0));
+
+    // a second record: both get writes
+    dns.restart(&[a.port(), b.port()]);
+    let both = {
+        let mut both = vec![name(a.port()), name(b.port())];
+        both.sort();
+        both
+    };
+    wait_for_nodes(&url, &both).await;
+    assert_eq!(write(&url).await.0, 204);
+    let reached = wait_until(Duration::from_secs(5), || async {
+        a.write_count() == 3 && b.write_count() == 1
+    })
+    .await;
+    assert!(
+        reached,
+        "writes: a {}, b {}",
+        a.write_count(),
+        b.write_count()
+    );
+
+    // the first record removed: only the second
+    dns.restart(&[b.port()]);
+    wait_for_nodes(&url, &[name(b.port())]).await;
+    assert_eq!(write(&url).await.0, 204);
+    assert_eq!((a.write_count(), b.write_count()), (3, 2));
+
+    // the DNS server gone: the last list stays
+    dns.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(dns_nodes(&url).await, vec![name(b.port())]);
+    assert_eq!(write(&url).await.0, 204);
+    assert_eq!((a.write_count(), b.write_count()), (3, 3));
+    assert_eq!(other.write_count(), 0, "the static cluster got a write");
+    router.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_waiting_for_its_first_lookup_answers_503() {
+    // a DNS server that has no record of the name: the cluster stays empty
+    let other = FakeNode::start();
+    let dns_port = free_port();
+    let _dns = Dnsmasq::start(dns_port, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("router.toml");
+    std::fs::write(
+        &path,
+        config(&dir.path().join("queues"), dns_port, other.port()),
+    )
+    .unwrap();
+    let router = server::spawn_watching(&path).await.unwrap();
+    let url = router.url();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(dns_nodes(&url).await.is_empty());
+    let (code, body) = write(&url).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("cluster \\\"dns\\\" has no write-enabled node"),
+        "{body}"
+    );
+    let query = reqwest::get(format!("{url}/query?db=d&q=SELECT%20*%20FROM%20m"))
+        .await
+        .unwrap();
+    assert_eq!(query.status().as_u16(), 503);
+    let body = query.text().await.unwrap();
+    assert!(body.contains("has no read-enabled node"), "{body}");
+    router.shutdown().await;
+}
