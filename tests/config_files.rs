@@ -71,6 +71,11 @@ fn example_config_documents_the_real_defaults() {
         (&d.redis_url, &d.key_prefix, &d.amqp_url, d.poll_interval)
     );
     assert_eq!(e.source, d.source);
+    assert_eq!(
+        format!("{:?}", example.metrics),
+        format!("{:?}", defaults.metrics)
+    );
+    assert_eq!(format!("{:?}", example.log), format!("{:?}", defaults.log));
 }
 
 #[test]

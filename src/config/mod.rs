@@ -56,6 +56,8 @@ pub struct Config {
     pub clusters: Vec<ClusterConfig>,
     /// `[[route]]`s in file order: the first that matches decides.
     pub routes: Vec<RouteConfig>,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
 }
 
 /// `[server]`: the listener.
@@ -67,6 +69,54 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long in-flight requests may finish after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// `udp_bind` and `udp_database`: line protocol datagrams, when set.
+    pub udp: Option<UdpConfig>,
+    /// `tls_cert` and `tls_key`: serve HTTPS instead of HTTP, when set.
+    pub tls: Option<ServerTlsConfig>,
+}
+
+/// The UDP line-protocol input.
+#[derive(Debug, Clone)]
+pub struct UdpConfig {
+    pub bind: SocketAddr,
+    /// Every datagram is written to this database (default `udp`).
+    pub database: String,
+}
+
+/// The PEM certificate chain and private key of the HTTPS listener.
+#[derive(Debug, Clone)]
+pub struct ServerTlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[metrics]`: Prometheus exposition and self-monitoring.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` on the main listener (default true).
+    pub prometheus: bool,
+    /// Write the router's own statistics and events into this database.
+    pub self_database: Option<String>,
+    /// How often statistics are written to `self_database` (default 10s).
+    pub self_interval: Duration,
+}
+
+/// `[log]`: what is logged and how.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A `tracing` filter like `info` or `influxdb_router=debug`; `RUST_LOG`
+    /// overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// How each log line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `key=value` pairs after the time, level and message (the default).
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `[write]`: how writes are replicated.
@@ -74,6 +124,18 @@ pub struct ServerConfig {
 pub struct WriteConfig {
     pub consistency: Consistency,
     pub timeout: Duration,
+    /// Merging of small concurrent writes; `None` when `coalesce_delay` is 0
+    /// (the default).
+    pub coalesce: Option<CoalesceConfig>,
+}
+
+/// `coalesce_delay` and `coalesce_max_bytes`: small writes for the same node,
+/// database, retention policy, precision and credentials that arrive within
+/// `delay` of each other are sent as one request of at most `max_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoalesceConfig {
+    pub delay: Duration,
+    pub max_bytes: u64,
 }
 
 /// How many write-enabled nodes must accept a write before it succeeds.
@@ -168,6 +230,18 @@ pub struct ClusterConfig {
     pub nodes: Vec<NodeConfig>,
     /// Where the nodes come from when they are discovered through DNS SRV.
     pub srv: Option<SrvConfig>,
+    /// How `https://` nodes of this cluster are verified.
+    pub tls: NodeTlsConfig,
+}
+
+/// `ca_file` and `insecure_skip_verify` of a `[[cluster]]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeTlsConfig {
+    /// PEM file of the certificate authorities trusted for this cluster's
+    /// nodes; `None` trusts the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate (off by default; for test set-ups only).
+    pub insecure_skip_verify: bool,
 }
 
 /// `srv`, `srv_interval` and `scheme` of a `[[cluster]]` whose nodes are the

@@ -12,7 +12,7 @@ use http::Uri;
 use super::error::Problems;
 use super::raw::{join, table_into, RawCluster, RawNode};
 use super::units::parse_duration;
-use super::{ClusterConfig, NodeConfig, NodeMode, Secret, SrvConfig};
+use super::{ClusterConfig, NodeConfig, NodeMode, NodeTlsConfig, Secret, SrvConfig};
 
 /// Remembers where each name was first used, to report duplicates.
 type Seen = HashMap<String, String>;
@@ -38,6 +38,7 @@ pub(crate) fn clusters(
         names.extend(raw.name.clone().filter(|n| !n.is_empty()));
         let name_key = join(&path, "name");
         let srv = check_srv(&raw, &path, problems);
+        let tls = check_node_tls(&raw, &path, problems);
         let name = check_name(raw.name, &name_key, &mut seen_clusters, problems);
         let nodes = match raw.nodes {
             None if raw.srv.is_some() => Vec::new(),
@@ -52,10 +53,28 @@ pub(crate) fn clusters(
                 password,
                 nodes,
                 srv,
+                tls,
             });
         }
     }
     (clusters, names)
+}
+
+/// `ca_file` (a readable file, checked when the config is loaded) and
+/// `insecure_skip_verify`.
+fn check_node_tls(raw: &RawCluster, path: &str, problems: &mut Problems) -> NodeTlsConfig {
+    let ca_file = match raw.ca_file.as_deref() {
+        None => None,
+        Some("") => {
+            problems.push(&join(path, "ca_file"), "expected a file path, got \"\"");
+            None
+        }
+        Some(file) => Some(std::path::PathBuf::from(file)),
+    };
+    NodeTlsConfig {
+        ca_file,
+        insecure_skip_verify: raw.insecure_skip_verify.unwrap_or(false),
+    }
 }
 
 /// `srv`, `srv_interval` and `scheme`: the latter two only with `srv`, and

@@ -22,6 +22,8 @@ pub(crate) struct RawConfig {
     pub routing: Option<toml::Table>,
     pub cluster: Option<Vec<toml::Table>>,
     pub route: Option<Vec<toml::Table>>,
+    pub metrics: Option<toml::Table>,
+    pub log: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -32,6 +34,10 @@ pub(crate) struct RawServer {
     pub read_timeout: Option<String>,
     pub max_connections: Option<i64>,
     pub shutdown_timeout: Option<String>,
+    pub udp_bind: Option<String>,
+    pub udp_database: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -39,6 +45,23 @@ pub(crate) struct RawServer {
 pub(crate) struct RawWrite {
     pub consistency: Option<String>,
     pub timeout: Option<String>,
+    pub coalesce_delay: Option<String>,
+    pub coalesce_max_bytes: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub prometheus: Option<bool>,
+    pub self_database: Option<String>,
+    pub self_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    pub level: Option<String>,
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +107,8 @@ pub(crate) struct RawCluster {
     pub srv: Option<String>,
     pub srv_interval: Option<String>,
     pub scheme: Option<String>,
+    pub ca_file: Option<String>,
+    pub insecure_skip_verify: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -224,9 +249,9 @@ mod tests {
 
     #[test]
     fn unknown_top_level_tables_are_reported() {
-        let problems = problems_of("[metrics]\nsize = 1\n[[rule]]\nx = 1\n");
+        let problems = problems_of("[metric]\nsize = 1\n[[rule]]\nx = 1\n");
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].starts_with("f.toml: metrics: unknown key, expected one of `server`"));
+        assert!(problems[0].starts_with("f.toml: metric: unknown key, expected one of `server`"));
         assert!(problems[1].starts_with("f.toml: rule: unknown key, expected one of `server`"));
     }
 

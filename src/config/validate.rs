@@ -10,13 +10,15 @@ use std::time::Duration;
 use super::error::Problems;
 use super::nodes::clusters;
 use super::raw::{
-    join, table_into, RawBuffer, RawConfig, RawHealth, RawRouting, RawServer, RawWrite,
+    join, table_into, RawBuffer, RawConfig, RawHealth, RawLog, RawMetrics, RawRouting, RawServer,
+    RawWrite,
 };
 use super::routes::routes;
 use super::units::{parse_duration, parse_size};
 use super::{
-    BufferConfig, Config, Consistency, FsyncPolicy, HealthConfig, OnFull, RoutingConfig,
-    RoutingSource, ServerConfig, WriteConfig,
+    BufferConfig, CoalesceConfig, Config, Consistency, FsyncPolicy, HealthConfig, LogConfig,
+    LogFormat, MetricsConfig, OnFull, RoutingConfig, RoutingSource, ServerConfig, ServerTlsConfig,
+    UdpConfig, WriteConfig,
 };
 
 /// Builds the configuration; the result is only meaningful when `problems`
@@ -34,6 +36,10 @@ pub(crate) fn build(raw: RawConfig, problems: &mut Problems) -> Config {
     let (clusters, names) = clusters(raw.cluster, problems);
     let routing = check_routing(routing, &names, problems);
     let routes = routes(raw.route, &names, problems);
+    let metrics = table_into(raw.metrics.unwrap_or_default(), "metrics", problems);
+    let metrics = check_metrics(metrics, problems);
+    let log = table_into(raw.log.unwrap_or_default(), "log", problems);
+    let log = check_log(log, problems);
     Config {
         server,
         write,
@@ -42,6 +48,8 @@ pub(crate) fn build(raw: RawConfig, problems: &mut Problems) -> Config {
         routing,
         clusters,
         routes,
+        metrics,
+        log,
     }
 }
 
@@ -53,7 +61,98 @@ fn check_server(raw: RawServer, problems: &mut Problems) -> ServerConfig {
         read_timeout: s.duration("read_timeout", raw.read_timeout, "30s", false),
         max_connections: s.count("max_connections", raw.max_connections, 4096),
         shutdown_timeout: s.duration("shutdown_timeout", raw.shutdown_timeout, "30s", true),
+        udp: check_udp(&mut s, raw.udp_bind, raw.udp_database),
+        tls: check_server_tls(&mut s, raw.tls_cert, raw.tls_key),
     }
+}
+
+/// `udp_database` only means something with `udp_bind`.
+fn check_udp(
+    s: &mut Section<'_>,
+    bind: Option<String>,
+    database: Option<String>,
+) -> Option<UdpConfig> {
+    let Some(text) = bind else {
+        if database.is_some() {
+            s.fail(
+                "udp_database",
+                "only applies with udp_bind; set udp_bind, or remove this key",
+                (),
+            );
+        }
+        return None;
+    };
+    let bind = match text.parse() {
+        Ok(addr) => addr,
+        Err(_) => {
+            let message = format!("expected an address like \"0.0.0.0:8089\", got {text:?}");
+            return s.fail("udp_bind", message, None);
+        }
+    };
+    let database = database.unwrap_or_else(|| "udp".to_owned());
+    if database.is_empty() {
+        return s.fail("udp_database", "expected a database name, got \"\"", None);
+    }
+    Some(UdpConfig { bind, database })
+}
+
+/// `tls_cert` and `tls_key` come together. The files are read when the
+/// listener starts, so a bad one is a start-up error naming the file.
+fn check_server_tls(
+    s: &mut Section<'_>,
+    cert: Option<String>,
+    key: Option<String>,
+) -> Option<ServerTlsConfig> {
+    match (cert, key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) if !cert.is_empty() && !key.is_empty() => Some(ServerTlsConfig {
+            cert: cert.into(),
+            key: key.into(),
+        }),
+        (Some(cert), Some(_)) if cert.is_empty() => {
+            s.fail("tls_cert", "expected a file path, got \"\"", None)
+        }
+        (Some(_), Some(_)) => s.fail("tls_key", "expected a file path, got \"\"", None),
+        (Some(_), None) => s.fail("tls_key", "is required with tls_cert", None),
+        (None, Some(_)) => s.fail("tls_cert", "is required with tls_key", None),
+    }
+}
+
+fn check_metrics(raw: RawMetrics, problems: &mut Problems) -> MetricsConfig {
+    let mut s = Section::new("metrics", problems);
+    let self_database = match raw.self_database {
+        Some(name) if name.is_empty() => {
+            s.fail("self_database", "expected a database name, got \"\"", None)
+        }
+        other => other,
+    };
+    MetricsConfig {
+        prometheus: raw.prometheus.unwrap_or(true),
+        self_database,
+        self_interval: s.duration("self_interval", raw.self_interval, "10s", false),
+    }
+}
+
+fn check_log(raw: RawLog, problems: &mut Problems) -> LogConfig {
+    let mut s = Section::new("log", problems);
+    let level = raw.level.unwrap_or_else(|| "info".to_owned());
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&level) {
+        s.fail(
+            "level",
+            format!("expected a level like \"info\" or a filter like \"influxdb_router=debug\", got {level:?} ({e})"),
+            (),
+        );
+    }
+    let format = match raw.format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => s.fail(
+            "format",
+            format!("expected \"text\" or \"json\", got {other:?}"),
+            LogFormat::Text,
+        ),
+    };
+    LogConfig { level, format }
 }
 
 fn check_write(raw: RawWrite, problems: &mut Problems) -> WriteConfig {
@@ -67,9 +166,17 @@ fn check_write(raw: RawWrite, problems: &mut Problems) -> WriteConfig {
             s.fail("consistency", message, Consistency::Any)
         }
     };
+    let timeout = s.duration("timeout", raw.timeout, "10s", false);
+    let delay = s.duration("coalesce_delay", raw.coalesce_delay, "0s", true);
+    let max_bytes = s.size("coalesce_max_bytes", raw.coalesce_max_bytes, 1 << 20);
+    if !delay.is_zero() && delay >= timeout {
+        let message = format!("must be shorter than write.timeout ({timeout:?}), got {delay:?}");
+        s.fail("coalesce_delay", message, ());
+    }
     WriteConfig {
         consistency,
-        timeout: s.duration("timeout", raw.timeout, "10s", false),
+        timeout,
+        coalesce: (!delay.is_zero()).then_some(CoalesceConfig { delay, max_bytes }),
     }
 }
 

@@ -115,6 +115,7 @@ mod tests {
             password: None,
             nodes: vec![config.clone()],
             srv: None,
+            tls: Default::default(),
         };
         let queue_config = QueueConfig::new(1 << 20, OnFull::Reject, FsyncPolicy::Never);
         let queue = Queue::open(dir.path(), queue_config).unwrap();
