@@ -147,8 +147,23 @@ pub async fn handle(
         .unwrap_or(shared.config.write.consistency);
     let (parts, incoming) = request.into_parts();
     let payload = body::read(incoming, &parts.headers, limits).await?;
+    write_payload(shared, &params, &parts.headers, payload, consistency).await
+}
+
+/// Routes and delivers a body of line protocol that is already read: the
+/// path every write takes, from HTTP clients, UDP datagrams and the router's
+/// own statistics alike. `headers` are the client's (only `Content-Encoding`,
+/// `Content-Type` and `Authorization` matter).
+pub async fn write_payload(
+    shared: &Arc<Shared>,
+    params: &WriteParams,
+    headers: &HeaderMap,
+    payload: Payload,
+    consistency: Consistency,
+) -> Result<Response<ResponseBody>, ApiError> {
     let table = shared.routing.load();
-    let deliveries = deliveries(&table, &params, &parts.headers, payload, limits.max_size).await?;
+    let max_size = shared.config.server.max_body_size;
+    let deliveries = deliveries(&table, params, headers, payload, max_size).await?;
     deliver_all(shared, deliveries, consistency).await
 }
 
