@@ -106,11 +106,17 @@ pub async fn fan_out(
 }
 
 /// Delivers to one node directly when it has no backlog, else through its queue.
-async fn deliver(shared: &Shared, node: &Arc<Node>, send: &WriteSend) -> Outcome {
+async fn deliver(shared: &Shared, node: &Arc<Node>, send: &Arc<WriteSend>) -> Outcome {
     let reason = if node.must_queue() {
         None
     } else {
-        match direct(shared, node, send).await {
+        let outcome = match &shared.coalescer {
+            Some(coalescer) if coalescer.accepts(send) => {
+                coalescer.submit(shared, node, send).await
+            }
+            _ => direct(shared, node, send).await,
+        };
+        match outcome {
             Outcome::Failed(message) => Some(message),
             delivered => return delivered,
         }
@@ -130,14 +136,23 @@ async fn direct(shared: &Shared, node: &Arc<Node>, send: &WriteSend) -> Outcome 
 }
 
 async fn attempt(shared: &Shared, node: &Arc<Node>, send: &WriteSend) -> Outcome {
-    let mut request = node.request(Method::POST, &send.path);
-    if let Some(headers) = request.headers_mut() {
-        headers.extend(send.headers.clone());
+    let body = send.record.body.clone();
+    attempt_payload(shared, node, &send.path, &send.headers, body).await
+}
+
+/// One POST of `body` to `path` on `node`, and what the node made of it.
+pub(super) async fn attempt_payload(
+    shared: &Shared,
+    node: &Arc<Node>,
+    path: &str,
+    headers: &HeaderMap,
+    body: crate::payload::Payload,
+) -> Outcome {
+    let mut request = node.request(Method::POST, path);
+    if let Some(request_headers) = request.headers_mut() {
+        request_headers.extend(headers.clone());
     }
-    let response = match node
-        .send(&shared.client, request, send.record.body.clone(), None)
-        .await
-    {
+    let response = match node.send(&shared.client, request, body, None).await {
         Ok(response) => response,
         Err(e) => return Outcome::Failed(e.to_string()),
     };

@@ -2,6 +2,7 @@
 //!
 //! * [`write`](mod@write): `/write` and `/api/v2/write`: parameters and targets.
 //! * [`fanout`]: delivering a write to each node or its queue, and consistency.
+//! * [`coalesce`]: merging small concurrent writes for a node into one request.
 //! * [`query`]: `/query`, read routing with failover.
 //! * [`admin`]: admin statements to every node, queued for those that are down.
 //! * [`spread`]: reads spanning clusters, answered by one node per cluster and merged.
@@ -17,6 +18,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod coalesce;
 pub mod error;
 pub mod fanout;
 pub mod nodes;
@@ -83,6 +85,8 @@ pub struct Shared {
     running: std::sync::Mutex<Config>,
     /// Stops the routing sources at shutdown.
     stop_sources: tokio::sync::watch::Sender<bool>,
+    /// Merges small writes per node when `[write] coalesce_delay` is set.
+    pub coalescer: Option<coalesce::Coalescer>,
 }
 
 /// Why the router could not start.
@@ -120,6 +124,7 @@ impl Shared {
             config_file,
             stop_sources: tokio::sync::watch::channel(false).0,
             running: std::sync::Mutex::new(config.clone()),
+            coalescer: config.write.coalesce.map(coalesce::Coalescer::new),
             config,
         }))
     }

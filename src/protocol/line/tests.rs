@@ -332,6 +332,24 @@ fn split_by_groups_runs_of_lines_without_copying_them() {
 }
 
 #[test]
+fn split_by_copies_many_short_runs_into_one_buffer_in_order() {
+    let mut text = String::new();
+    for i in 0..100 {
+        text.push_str(&format!("cpu v={i}\nmem v={i}\n"));
+    }
+    let body = Bytes::from(text);
+    let batches = split_by(&body, |m| m == b"cpu").unwrap();
+    assert_eq!(batches.len(), 2);
+    for (is_cpu, runs) in &batches {
+        assert_eq!(runs.len(), 1, "100 short runs become one chunk");
+        let expected: String = (0..100)
+            .map(|i| format!("{} v={i}\n", if *is_cpu { "cpu" } else { "mem" }))
+            .collect();
+        assert_eq!(&runs[0][..], expected.as_bytes());
+    }
+}
+
+#[test]
 fn split_by_calls_key_of_once_per_distinct_measurement() {
     let body = Bytes::from_static(b"cpu f=1\ncpu f=1\nmem f=1\ncpu f=1\nmem f=1\nnet f=1\n");
     let mut calls = Vec::new();

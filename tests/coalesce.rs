@@ -1,0 +1,187 @@
+//! Merging of small concurrent writes (`[write] coalesce_delay`): fewer node
+//! requests, every client answered for its own write, and a bad write never
+//! failing another client's.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use support::router::{RouterBuilder, TestRouter};
+use support::{Behaviour, FakeNode, Influxd};
+
+/// `n` writes of one line each to `db`, all at once; their statuses in order.
+async fn concurrent_writes(router: &TestRouter, params: &str, bodies: &[String]) -> Vec<u16> {
+    let writes = bodies.iter().map(|body| router.write(params, body.clone()));
+    join_all(writes).await.iter().map(|a| a.status).collect()
+}
+
+fn lines(prefix: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{prefix} v={i}i {}", i + 1))
+        .collect()
+}
+
+#[tokio::test]
+async fn concurrent_small_writes_reach_each_node_in_few_requests() {
+    let (a, b) = (FakeNode::start(), FakeNode::start());
+    let router = RouterBuilder::new()
+        .node("a", &a.url())
+        .node("b", &b.url())
+        .write("consistency", "\"all\"")
+        .write("coalesce_delay", "\"50ms\"")
+        .start()
+        .await;
+    let bodies = lines("cpu", 40);
+    let statuses = concurrent_writes(&router, "db=d&precision=s", &bodies).await;
+    assert!(statuses.iter().all(|&s| s == 204), "{statuses:?}");
+    for node in [&a, &b] {
+        let requests = node.requests_to("/write");
+        assert!(
+            requests.len() < 10,
+            "40 concurrent writes took {} node requests",
+            requests.len()
+        );
+        for request in &requests {
+            assert_eq!(request.uri, "/write?db=d&precision=s");
+        }
+        let mut written = node.written_lines();
+        written.sort();
+        let mut expected = bodies.clone();
+        expected.sort();
+        assert_eq!(written, expected);
+    }
+}
+
+#[tokio::test]
+async fn writes_for_different_databases_or_users_are_never_merged() {
+    let node = FakeNode::start();
+    let router = RouterBuilder::new()
+        .node("a", &node.url())
+        .write("coalesce_delay", "\"50ms\"")
+        .start()
+        .await;
+    let (one, two, three) = tokio::join!(
+        router.write("db=d1", "cpu v=1 1"),
+        router.write("db=d2", "cpu v=2 2"),
+        router.write("db=d1&u=bob&p=pw", "cpu v=3 3"),
+    );
+    assert_eq!((one.status, two.status, three.status), (204, 204, 204));
+    let mut seen: Vec<(String, String)> = node
+        .requests_to("/write")
+        .iter()
+        .map(|r| (r.uri.clone(), r.body_str()))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("/write?db=d1".to_string(), "cpu v=1 1".to_string()),
+            (
+                "/write?db=d1&u=bob&p=pw".to_string(),
+                "cpu v=3 3".to_string()
+            ),
+            ("/write?db=d2".to_string(), "cpu v=2 2".to_string()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_write_waits_at_most_about_the_delay() {
+    let node = FakeNode::start();
+    let router = RouterBuilder::new()
+        .node("a", &node.url())
+        .write("coalesce_delay", "\"200ms\"")
+        .write("coalesce_max_bytes", "\"100B\"")
+        .start()
+        .await;
+    let started = Instant::now();
+    assert_eq!(router.write("db=d", "cpu v=1 1").await.status, 204);
+    let alone = started.elapsed();
+    assert!(alone >= Duration::from_millis(190), "{alone:?}");
+    assert!(alone < Duration::from_secs(2), "{alone:?}");
+    // a batch reaching coalesce_max_bytes (4 x 29 bytes) goes out at once
+    let bodies: Vec<String> = (0..4)
+        .map(|i| format!("cpu,host=host-{i} value={i}i 1000"))
+        .collect();
+    assert!(bodies.iter().all(|b| b.len() == 29));
+    let started = Instant::now();
+    let statuses = concurrent_writes(&router, "db=d", &bodies).await;
+    assert!(statuses.iter().all(|&s| s == 204), "{statuses:?}");
+    let requests: Vec<String> = node
+        .requests_to("/write")
+        .iter()
+        .map(|r| r.body_str())
+        .collect();
+    assert!(
+        started.elapsed() < Duration::from_millis(150),
+        "{:?} {requests:?}",
+        started.elapsed()
+    );
+    // a write as large as the limit is never held back
+    let big = "mem,host=h value=1i 1\n".repeat(6);
+    assert!(big.len() >= 100);
+    let started = Instant::now();
+    assert_eq!(router.write("db=d", big).await.status, 204);
+    assert!(
+        started.elapsed() < Duration::from_millis(150),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(node.requests_to("/write").len(), 3);
+}
+
+#[tokio::test]
+async fn a_failing_node_gets_each_write_queued_on_its_own_and_replayed() {
+    let (a, b) = (FakeNode::start(), FakeNode::start());
+    b.set_behaviour(Behaviour::Status(500, "{\"error\":\"engine down\"}"));
+    let router = RouterBuilder::new()
+        .node("a", &a.url())
+        .node("b", &b.url())
+        .write("consistency", "\"any\"")
+        .write("coalesce_delay", "\"30ms\"")
+        .buffer("retry_min", "\"50ms\"")
+        .buffer("retry_max", "\"100ms\"")
+        .start()
+        .await;
+    let bodies = lines("mem", 20);
+    let first = router.write("db=d", bodies[0].clone()).await;
+    assert_eq!(first.status, 204, "{}", first.body);
+    let statuses = concurrent_writes(&router, "db=d", &bodies[1..]).await;
+    assert!(statuses.iter().all(|&s| s == 204), "{statuses:?}");
+    b.clear();
+    b.set_behaviour(Behaviour::Ok);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.written_lines().len() < bodies.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut replayed = b.written_lines();
+    replayed.sort();
+    let mut expected = bodies.clone();
+    expected.sort();
+    assert_eq!(replayed, expected, "each write replayed exactly once");
+}
+
+#[tokio::test]
+async fn one_bad_write_in_a_merged_batch_fails_only_its_own_client() {
+    let node = Influxd::start();
+    node.create_database("d").await;
+    let router = RouterBuilder::new()
+        .node("a", &node.url())
+        .write("consistency", "\"all\"")
+        .write("coalesce_delay", "\"100ms\"")
+        .start()
+        .await;
+    let mut bodies = lines("cpu", 12);
+    bodies[5] = "cpu v=not-a-number 6".to_string();
+    let statuses = concurrent_writes(&router, "db=d&precision=s", &bodies).await;
+    for (i, status) in statuses.iter().enumerate() {
+        let expected = if i == 5 { 400 } else { 204 };
+        assert_eq!(*status, expected, "write {i}: {statuses:?}");
+    }
+    let answer = node.query("SELECT count(v) FROM cpu", Some("d")).await;
+    assert_eq!(
+        answer["results"][0]["series"][0]["values"][0][1], 11,
+        "{answer}"
+    );
+}
