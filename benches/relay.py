@@ -194,8 +194,14 @@ class Router:
         path = f"{work}/router-{scenario}.toml"
         with open(path, "w") as f:
             f.write(config(scenario, work))
+        wrap = []
+        if os.environ.get("BENCH_PERF"):
+            # profile the router: BENCH_PERF=/tmp/perf.data benches/relay.sh --runs 1 --scenarios a
+            # (the CPU and RSS columns are then perf's own, not the router's)
+            wrap = ["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-g", "-o",
+                    f"{os.environ['BENCH_PERF']}.{scenario}", "--"]
         self.proc = subprocess.Popen(
-            ["taskset", "-c", "0", ROUTER, "serve", "-c", path],
+            wrap + ["taskset", "-c", "0", ROUTER, "serve", "-c", path],
             stdout=subprocess.DEVNULL, stderr=open(f"{work}/router.log", "a"),
         )
         wait_port(ROUTER_PORT)

@@ -30,6 +30,10 @@ use super::{AppendError, FsyncPolicy, OnFull, QueueError, Record, MAX_RECORD_LEN
 pub const BATCH_BYTES: u64 = 16 << 20;
 /// Most records taken into one write.
 const BATCH_RECORDS: usize = 4096;
+/// Encoded bytes after which the buffer is written out (without a sync)
+/// even in the middle of a batch, so the buffer stays small: one sync still
+/// covers the whole batch.
+const SPILL_BYTES: usize = 1 << 20;
 
 pub type Ack = oneshot::Sender<Result<(), AppendError>>;
 
@@ -142,7 +146,7 @@ impl Writer {
             }
         }
         let _ = self.commit_pending();
-        if self.buf.capacity() as u64 > 2 * BATCH_BYTES {
+        if self.buf.capacity() > 4 * SPILL_BYTES {
             self.buf = Vec::new();
         }
     }
@@ -166,6 +170,22 @@ impl Writer {
         encode_into(record, None, &mut self.buf);
         let head = &mut self.pending_head_accepted_at_ms;
         head.get_or_insert(record.accepted_at_ms);
+        if self.buf.len() >= SPILL_BYTES {
+            if let Err(e) = self.spill() {
+                return Err(self.abandon(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the buffer out without syncing or publishing it.
+    fn spill(&mut self) -> io::Result<()> {
+        let Some(active) = self.active.as_mut() else {
+            return Err(io::Error::other("no segment open"));
+        };
+        write_all(active.file.as_mut(), &self.buf)?;
+        active.written += self.buf.len() as u64;
+        self.buf.clear();
         Ok(())
     }
 
@@ -276,15 +296,11 @@ impl Writer {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let sync = self.shared.config.fsync != FsyncPolicy::Never;
-        let Some(active) = self.active.as_mut() else {
-            return Err(io::Error::other("no segment open"));
-        };
-        write_all(active.file.as_mut(), &self.buf)?;
-        active.written += self.buf.len() as u64;
-        self.buf.clear();
-        if sync {
-            active.file.sync()?;
+        self.spill()?;
+        if self.shared.config.fsync != FsyncPolicy::Never {
+            if let Some(active) = self.active.as_mut() {
+                active.file.sync()?;
+            }
         }
         Ok(())
     }
