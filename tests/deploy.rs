@@ -459,7 +459,7 @@ fn kubernetes_manifests_pass_schema_validation() {
         .args(["-m", "kubernetes_validate", "--strict", "--quiet"])
         .args(&files)
         .output()
-        .expect("cannot run python3");
+        .expect("cannot run python3 (apt-get install -y python3 python3-pip)");
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
