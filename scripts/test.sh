@@ -9,6 +9,9 @@
 #    Likewise `dnsmasq` (Debian package `dnsmasq-base`: the binary without a
 #    system service), the real DNS server the DNS SRV discovery test starts
 #    on a free loopback port.
+#    Likewise `systemd-analyze` (Debian package `systemd`), which verifies
+#    the systemd unit in tests/deploy.rs, and the PyPI package
+#    `kubernetes-validate`, which checks the Kubernetes manifests offline.
 # 2. Runs `cargo test --all-targets --no-fail-fast "$@"`, then
 #    `cargo test --doc`, and fails if either failed.
 #
@@ -79,6 +82,29 @@ if ! have dnsmasq && [[ ! -x /usr/sbin/dnsmasq ]]; then
     fi
 fi
 
+# The deployment test (tests/deploy.rs) verifies systemd/influxdb-router.service
+# with systemd-analyze (already there on any systemd host).
+if [[ ! -x /usr/bin/systemd-analyze && ! -x /bin/systemd-analyze ]]; then
+    echo "==> systemd-analyze not found; installing the Debian package systemd with apt-get."
+    sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        if have sudo; then
+            sudo=(sudo)
+        else
+            echo "error: not root and sudo is not available; as root run:" >&2
+            echo "  apt-get update && apt-get install -y systemd" >&2
+            exit 1
+        fi
+    fi
+    ${sudo[@]+"${sudo[@]}"} apt-get update
+    ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y systemd
+    if [[ ! -x /usr/bin/systemd-analyze && ! -x /bin/systemd-analyze ]]; then
+        echo "error: systemd-analyze still not found after installing systemd" >&2
+        exit 1
+    fi
+fi
+
 # The client tests drive the router with the python `influxdb` library, as
 # applications do; install it from PyPI when it is missing.
 if ! have python3; then
@@ -89,6 +115,13 @@ if ! python3 -c "import influxdb" >/dev/null 2>&1; then
     echo "==> installing the python influxdb client (python3 -m pip install influxdb)"
     python3 -m pip install --quiet --disable-pip-version-check influxdb \
         || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages influxdb
+fi
+# The Kubernetes manifests are checked against Kubernetes' schemas, which the
+# PyPI package kubernetes-validate carries (it works offline).
+if ! python3 -c "import kubernetes_validate" >/dev/null 2>&1; then
+    echo "==> installing kubernetes-validate (python3 -m pip install kubernetes-validate)"
+    python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages kubernetes-validate
 fi
 
 echo "==> influxdb-router tests"
