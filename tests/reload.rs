@@ -121,6 +121,51 @@ async fn editing_the_config_file_swaps_the_routing_table_without_a_restart() {
     );
 }
 
+/// Lays `text` out the way the kubelet mounts a ConfigMap: `router.toml` is a
+/// symlink to `..data/router.toml`, and `..data` a symlink to a timestamped
+/// directory; an update writes a new directory and swaps `..data` by rename.
+fn configmap_update(dir: &Path, generation: u32, text: &str) {
+    let version = dir.join(format!("..2026_11_26_{generation}"));
+    std::fs::create_dir(&version).unwrap();
+    std::fs::write(version.join("router.toml"), text).unwrap();
+    let tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(version.file_name().unwrap(), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    let link = dir.join("router.toml");
+    if std::fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink("..data/router.toml", &link).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configmap_style_symlink_swap_is_picked_up() {
+    let (a, b) = (FakeNode::start(), FakeNode::start());
+    let dir = tempfile::tempdir().unwrap();
+    let queues = dir.path().join("queues");
+    let first = config(
+        "127.0.0.1:0",
+        &queues,
+        true,
+        &[("a", &a.url(), "read-write")],
+    );
+    configmap_update(dir.path(), 1, &first);
+    let router = server::spawn_watching(&dir.path().join("router.toml"))
+        .await
+        .unwrap();
+    let url = router.url();
+    assert_eq!(write(&url).await, 204);
+    let second = config(
+        "127.0.0.1:0",
+        &queues,
+        true,
+        &[("b", &b.url(), "read-write")],
+    );
+    configmap_update(dir.path(), 2, &second);
+    wait_for_version(&url, 2).await;
+    assert_eq!(write(&url).await, 204);
+    assert_eq!((a.write_count(), b.write_count()), (1, 1));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invalid_file_is_refused_and_the_last_good_table_keeps_serving() {
     let a = FakeNode::start();

@@ -83,10 +83,13 @@ fn watch_file(
         _ => PathBuf::from("."),
     };
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Kubernetes updates a mounted ConfigMap by pointing the `..data`
+        // symlink at a new directory: the file's name sees no event then.
         let concerns_us = event.is_ok_and(|e| {
-            e.paths
-                .iter()
-                .any(|p| p.file_name() == Some(name.as_os_str()))
+            e.paths.iter().any(|p| {
+                p.file_name() == Some(name.as_os_str())
+                    || p.file_name() == Some(std::ffi::OsStr::new("..data"))
+            })
         });
         if concerns_us {
             let _ = events.try_send(());
