@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use influxdb_router::config::{self, ConfigSource, LoadedConfig, RouteConfig, RouteTarget};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use influxdb_router::config::{
+    self, ConfigSource, LoadedConfig, LogConfig, LogFormat, RouteConfig, RouteTarget,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -16,6 +18,9 @@ struct Cli {
     /// Configuration file (default: $INFLUXDB_ROUTER_CONFIG, else the embedded default)
     #[arg(short, long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Log line format (default: [log] format, else text)
+    #[arg(long, global = true, value_name = "FORMAT")]
+    log_format: Option<LogFormatArg>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -31,6 +36,15 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    /// time, level, message and key=value fields
+    Text,
+    /// one JSON object per line
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,7 +88,7 @@ struct RoutesTarget {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // logging follows the configuration, so a broken one is reported plainly
     let loaded = match config::load(cli.config.as_deref()) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -82,6 +96,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let format = match cli.log_format {
+        Some(LogFormatArg::Text) => LogFormat::Text,
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        None => loaded.config.log.format,
+    };
+    init_logging(&loaded.config.log, format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => check_config(&loaded),
         Command::Serve => serve(loaded),
@@ -177,16 +197,39 @@ fn routes(loaded: &LoadedConfig, command: RoutesCommand) -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+/// Logs to stderr, one line per event, in `format`, at `[log] level` or
+/// `RUST_LOG` when that is set (and valid).
+fn init_logging(log: &LogConfig, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .map(|value| EnvFilter::try_new(&value).map_err(|e| format!("{value:?} ({e})")));
+    let configured = || EnvFilter::try_new(&log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, bad_env) = match from_env {
+        Some(Ok(filter)) => (filter, None),
+        Some(Err(problem)) => (configured(), Some(problem)),
+        None => (configured(), None),
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_ansi(false)
+            .init(),
+    }
+    if let Some(problem) = bad_env {
+        tracing::warn!(rust_log = %problem, level = %log.level, "RUST_LOG is not a valid filter; using [log] level");
+    }
 }
 
 fn check_config(loaded: &LoadedConfig) -> ExitCode {

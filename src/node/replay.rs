@@ -13,6 +13,12 @@
 //! Replays use the cluster's router credentials, never a client's. A node in
 //! mode `off` is not replayed to; `drain` nodes are (no new work, but their
 //! backlog still goes out).
+//!
+//! Logged once per event, never per record: a replay that resumes after the
+//! node was down or failing, and the queue running empty after it (at debug
+//! for a record queued and replayed at once); the first failure of a streak
+//! (then at most every [`FAILING_REMINDER`]) and the first success after it;
+//! and the records a batch moved to the dead-letter file, in one line.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -39,6 +45,9 @@ const IDLE_RECHECK: Duration = Duration::from_secs(1);
 /// How long one replay request may take.
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How often a replay that keeps failing is logged again.
+const FAILING_REMINDER: Duration = Duration::from_secs(300);
+
 /// Drains `node`'s queue whenever the node is healthy, until `stop` changes.
 pub async fn run(
     node: Arc<Node>,
@@ -52,19 +61,24 @@ pub async fn run(
         return;
     }
     let mut delay = buffer.retry_min;
+    let mut progress = Progress::default();
     loop {
         let wait = if node.queue().is_empty() {
+            progress.queue_empty(&node);
             wait_for(node.queue().appended(), IDLE_RECHECK, &mut stop).await
         } else if !node.is_healthy() {
+            progress.held_back = true;
             wait_for(std::future::pending(), delay, &mut stop).await
         } else {
+            progress.replaying(&node);
             match drain_once(&node, &client).await {
                 Ok(()) => {
+                    progress.succeeded(&node);
                     delay = buffer.retry_min;
                     Wake::Go
                 }
                 Err(message) => {
-                    tracing::warn!(node = %node.name(), error = %message, retry_in = ?delay, "replay failed");
+                    progress.failed(&node, &message, delay);
                     node.update_detail(|d| d.replay_error = Some(message));
                     let wait = wait_for(std::future::pending(), delay, &mut stop).await;
                     delay = (delay * 2).min(buffer.retry_max);
@@ -74,6 +88,92 @@ pub async fn run(
         };
         if wait == Wake::Stop {
             return;
+        }
+    }
+}
+
+/// What the replayer has logged about the current backlog and failures.
+#[derive(Debug, Default)]
+struct Progress {
+    /// The node was down or replays failed since the queue was last empty.
+    held_back: bool,
+    /// Set while a backlog is replayed.
+    backlog: Option<Backlog>,
+    /// Failed attempts in a row, and when the last line about them was logged.
+    failures: u32,
+    reported_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Backlog {
+    started: Instant,
+    /// The queue's replayed counter when it started.
+    replayed_before: u64,
+    /// Whether its start was logged at info (it follows a node that was down
+    /// or failing): its end is logged at the same level.
+    announced: bool,
+}
+
+impl Progress {
+    /// Before a replay attempt: logs the start of a backlog's replay, at
+    /// info once the node has been held back.
+    fn replaying(&mut self, node: &Node) {
+        let stats = node.queue().stats();
+        let fresh = self.backlog.is_none();
+        let backlog = self.backlog.get_or_insert(Backlog {
+            started: Instant::now(),
+            replayed_before: stats.replayed,
+            announced: false,
+        });
+        let (name, cluster) = (node.name(), node.cluster());
+        let (records, bytes) = (stats.records, stats.bytes);
+        if self.held_back && !backlog.announced {
+            backlog.announced = true;
+            tracing::info!(node = %name, %cluster, records, bytes, "replaying the node's queue");
+        } else if fresh {
+            tracing::debug!(node = %name, %cluster, records, bytes, "replaying the node's queue");
+        }
+    }
+
+    /// The queue is empty: logs the end of a backlog's replay.
+    fn queue_empty(&mut self, node: &Node) {
+        self.held_back = false;
+        let Some(backlog) = self.backlog.take() else {
+            return;
+        };
+        let records = node
+            .queue()
+            .stats()
+            .replayed
+            .saturating_sub(backlog.replayed_before);
+        let (name, cluster, took) = (node.name(), node.cluster(), backlog.started.elapsed());
+        if backlog.announced {
+            tracing::info!(node = %name, %cluster, records, ?took, "queue replayed; the node is up to date");
+        } else {
+            tracing::debug!(node = %name, %cluster, records, ?took, "queue replayed; the node is up to date");
+        }
+    }
+
+    fn succeeded(&mut self, node: &Node) {
+        if self.failures > 0 {
+            let failures = std::mem::take(&mut self.failures);
+            tracing::info!(node = %node.name(), cluster = %node.cluster(), failed_attempts = failures, "replay succeeded again");
+        }
+        self.reported_at = None;
+    }
+
+    fn failed(&mut self, node: &Node, message: &str, retry_in: Duration) {
+        self.held_back = true;
+        self.failures += 1;
+        let due = match self.reported_at {
+            None => true,
+            Some(at) => at.elapsed() >= FAILING_REMINDER,
+        };
+        if due {
+            self.reported_at = Some(Instant::now());
+            tracing::warn!(node = %node.name(), cluster = %node.cluster(), error = %message, failed_attempts = self.failures, ?retry_in, "replay failed");
+        } else {
+            tracing::debug!(node = %node.name(), error = %message, ?retry_in, "replay failed again");
         }
     }
 }
@@ -173,25 +273,65 @@ async fn send_group(
         Sent::Ok => Ok(()),
         Sent::Retry(message) => Err(message),
         Sent::Rejected(_) if group.len() > 1 => {
-            for (position, record) in group {
-                match send(node, client, &[record]).await {
-                    Sent::Ok => {}
-                    Sent::Retry(message) => return Err(message),
-                    Sent::Rejected(reason) => dead_letter(node, record, &reason).await?,
-                }
-                commit(node, *position).await?;
-            }
-            Ok(())
+            let mut rejected = Rejected::default();
+            let result = one_by_one(node, client, group, &mut rejected).await;
+            rejected.log(node);
+            result
         }
         Sent::Rejected(reason) => {
             let (_, record) = &group[0];
+            let mut rejected = Rejected::default();
+            rejected.add(record, &reason);
+            rejected.log(node);
             dead_letter(node, record, &reason).await
         }
     }
 }
 
+/// Sends a group record by record after the node rejected it whole.
+async fn one_by_one(
+    node: &Arc<Node>,
+    client: &HttpClient,
+    group: &[(Position, Record)],
+    rejected: &mut Rejected,
+) -> Result<(), String> {
+    for (position, record) in group {
+        match send(node, client, &[record]).await {
+            Sent::Ok => {}
+            Sent::Retry(message) => return Err(message),
+            Sent::Rejected(reason) => {
+                rejected.add(record, &reason);
+                dead_letter(node, record, &reason).await?
+            }
+        }
+        commit(node, *position).await?;
+    }
+    Ok(())
+}
+
+/// The records of one group moved to the dead-letter file: logged in one line.
+#[derive(Debug, Default)]
+struct Rejected {
+    records: u64,
+    /// The database and reason of the first.
+    first: Option<(String, String)>,
+}
+
+impl Rejected {
+    fn add(&mut self, record: &Record, reason: &str) {
+        self.records += 1;
+        self.first
+            .get_or_insert_with(|| (record.db.clone(), reason.to_string()));
+    }
+
+    fn log(&self, node: &Node) {
+        if let Some((db, reason)) = &self.first {
+            tracing::warn!(node = %node.name(), cluster = %node.cluster(), records = self.records, %db, %reason, "node rejected queued records; moved to the dead-letter file");
+        }
+    }
+}
+
 async fn dead_letter(node: &Node, record: &Record, reason: &str) -> Result<(), String> {
-    tracing::warn!(node = %node.name(), db = %record.db, %reason, "node rejected a queued record; moved to the dead-letter file");
     let (queue, record, reason) = (node.queue().clone(), record.clone(), reason.to_string());
     tokio::task::spawn_blocking(move || queue.dead_letter(&record, &reason))
         .await

@@ -69,6 +69,9 @@ pub struct Writer {
     /// Acks of the records written or buffered since the last publish.
     pending: Vec<Ack>,
     pending_head_accepted_at_ms: Option<u64>,
+    /// Records refused since the queue became full (`on_full = reject`);
+    /// `None` while it has room. Its changes are logged, not each refusal.
+    refusing: Option<u64>,
 }
 
 impl Writer {
@@ -80,6 +83,7 @@ impl Writer {
             buf: Vec::new(),
             pending: Vec::new(),
             pending_head_accepted_at_ms: None,
+            refusing: None,
         }
     }
 
@@ -137,7 +141,10 @@ impl Writer {
                 permit,
             } = request;
             match self.add(&record) {
-                Ok(()) => self.pending.push(ack),
+                Ok(()) => {
+                    self.has_room();
+                    self.pending.push(ack)
+                }
                 Err(e) => self.refuse(ack, e),
             }
             drop(permit);
@@ -205,8 +212,27 @@ impl Writer {
                 return Ok(());
             }
             if !self.make_room()? {
+                self.is_full(max);
                 return Err(AppendError::Full { max });
             }
+        }
+    }
+
+    /// A record did not fit: logs when the queue starts refusing.
+    fn is_full(&mut self, max: u64) {
+        let refused = self.refusing.get_or_insert(0);
+        *refused += 1;
+        if *refused == 1 {
+            let dir = self.shared.dir.display();
+            tracing::warn!(queue = %dir, max_size = max, "queue full: refusing new records (on_full = reject) until replays make room");
+        }
+    }
+
+    /// A record was taken: logs when the queue stops refusing.
+    fn has_room(&mut self) {
+        if let Some(refused) = self.refusing.take() {
+            let dir = self.shared.dir.display();
+            tracing::info!(queue = %dir, refused, "queue has room again; records are taken");
         }
     }
 

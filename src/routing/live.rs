@@ -29,7 +29,8 @@ impl LiveTable {
 
     /// Replaces the snapshot; requests already running keep the old one.
     pub fn publish(&self, table: RoutingTable) {
-        tracing::info!(version = table.version(), source = %table.source().description, "routing table published");
+        // each source logs the swap it caused, with what triggered it
+        tracing::debug!(version = table.version(), source = %table.source().description, "routing table published");
         self.current.store(Arc::new(table));
     }
 }

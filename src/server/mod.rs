@@ -9,12 +9,13 @@
 //! * [`targets`]: which clusters a query concerns.
 //! * [`status`]: `/ping`, `/health`, `/status`.
 //! * [`body`]: reading request bodies within their limits.
+//! * [`udp`]: line protocol datagrams on `server.udp_bind`, into the same write path.
 //! * [`error`]: handler errors and the one function that renders them.
 //!
 //! A semaphore permit is taken before `accept`, so at most
-//! `server.max_connections` connections are open. Shutdown stops accepting,
-//! lets in-flight requests finish within `server.shutdown_timeout`, and logs
-//! when the deadline cut connections off.
+//! `server.max_connections` connections are open. Shutdown stops accepting
+//! (and reading UDP datagrams), lets in-flight requests finish within
+//! `server.shutdown_timeout`, and logs when the deadline cut connections off.
 
 pub mod admin;
 pub mod body;
@@ -27,6 +28,7 @@ pub mod reload;
 pub mod spread;
 pub mod status;
 pub mod targets;
+pub mod udp;
 pub mod write;
 
 use std::convert::Infallible;
@@ -80,6 +82,8 @@ pub struct Shared {
     pub reloads: reload::Reloads,
     /// The config file the routing table is reloaded from, if any.
     pub config_file: Option<PathBuf>,
+    /// The UDP input (`server.udp_bind`): socket, receive loop and counters.
+    pub udp: udp::Udp,
     /// The configuration the live routing table was built from (with the
     /// nodes discovered through DNS SRV); see [`reload::running_config`].
     running: std::sync::Mutex<Config>,
@@ -122,6 +126,7 @@ impl Shared {
             node_tasks: nodes::NodeTasks::default(),
             reloads: reload::Reloads::default(),
             config_file,
+            udp: udp::Udp::default(),
             stop_sources: tokio::sync::watch::channel(false).0,
             running: std::sync::Mutex::new(config.clone()),
             coalescer: config.write.coalesce.map(coalesce::Coalescer::new),
@@ -158,6 +163,11 @@ impl RunningRouter {
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// The address UDP datagrams are read on, when `server.udp_bind` is set.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.shared.udp.addr()
     }
 
     /// Stops accepting, drains in-flight requests, and waits for the end.
@@ -207,6 +217,7 @@ async fn spawn_shared(
         error,
     })?;
     let shared = Shared::new(config, source, file)?;
+    shared.udp.bind(&shared.config).await?;
     shared.start_sources().await;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, shared.clone(), async move {
@@ -230,6 +241,7 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let shared = Shared::new(config, source, config_file)?;
     let listener = bind(&shared.config).await?;
+    shared.udp.bind(&shared.config).await?;
     shared.start_sources().await;
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "listening");
@@ -248,6 +260,7 @@ async fn bind(config: &Config) -> Result<TcpListener, StartError> {
 /// Accepts connections on `listener` until `shutdown`, then drains.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
     shared.node_tasks.sync(&shared, &shared.routing.load());
+    udp::Udp::start(&shared);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(shared.config.server.max_connections));
     tokio::pin!(shutdown);
@@ -266,6 +279,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
         serve_connection(&shared, &graceful, stream, permit);
     }
     drop(listener);
+    shared.udp.stop().await;
     drain(graceful, &shared).await;
     let _ = shared.stop_sources.send(true);
     shared.node_tasks.stop_all().await;

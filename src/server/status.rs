@@ -125,6 +125,7 @@ pub fn status(shared: &Arc<Shared>) -> Response<ResponseBody> {
             })),
         },
         "nodes": nodes,
+        "udp": shared.udp.status(&shared.config),
         "orphan_queues": shared.orphans.iter().map(|o| json!({
             "cluster": o.cluster, "node": o.node, "dir": o.dir.display().to_string(), "bytes": o.bytes,
         })).collect::<Vec<_>>(),
