@@ -7,14 +7,17 @@
 //!   signs in measurements and tags, and quoted string fields holding
 //!   spaces, commas, `\"` and newlines.
 //!
-//! Each is measured with `lines` (find every line and its measurement) and
-//! with `split_by` (zero-copy batches for two keys). The input sizes are
-//! printed when the bench starts.
+//! Each is measured with `lines` (find every line and its measurement),
+//! with `split_by` (zero-copy batches for two keys), and with `count_lines`
+//! (the newline count behind `influxdb_router_write_lines_total`, done on
+//! every uncompressed write). The input sizes are printed when the bench
+//! starts.
 
 use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use influxdb_router::monitor::http::count_lines;
 use influxdb_router::protocol::line::{lines, split_by};
 
 const LINES: usize = 5_000;
@@ -127,6 +130,16 @@ fn bench_body(c: &mut Criterion, name: &str, body: &Bytes) {
             let batches = split_by(black_box(body), |m| m.len() % 2).expect("valid body");
             batches.iter().map(|(_, runs)| runs.len()).sum::<usize>()
         })
+    });
+    let chunks = [body.clone()];
+    let newlines = body.iter().filter(|&&b| b == b'\n').count();
+    assert_eq!(
+        count_lines(&chunks),
+        newlines as u64,
+        "{name}: physical lines"
+    );
+    group.bench_function("count_lines", |b| {
+        b.iter(|| count_lines(black_box(&chunks)))
     });
     group.finish();
 }

@@ -9,6 +9,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use influxdb_router::config::Config;
+use influxdb_router::monitor::Monitor;
 use influxdb_router::routing::RoutingTable;
 
 /// (database, measurement) pairs a busy router might see.
@@ -85,7 +86,7 @@ fn bench_lookups(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let config = config(&dir.path().display().to_string());
     assert_eq!(config.routes.len(), 20);
-    let table = RoutingTable::build(&config, 1, "bench", None).unwrap();
+    let table = RoutingTable::build(&config, 1, "bench", None, &Monitor::new(None)).unwrap();
 
     let mut group = c.benchmark_group("routing_20_rules");
     let cases = [

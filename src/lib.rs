@@ -20,7 +20,9 @@
 //! * [`node`]: one InfluxDB node as the router sees it: pooled HTTP client,
 //!   health state, in-flight counter, and the active health checker.
 //! * [`server`]: the HTTP listener and the handlers for `/write`,
-//!   `/api/v2/write`, `/query`, `/ping`, `/health` and `/status`.
+//!   `/api/v2/write`, `/query`, `/ping`, `/health`, `/status` and `/metrics`.
+//! * [`monitor`]: Prometheus metrics (one recorder per router) and
+//!   self-monitoring: statistics and events written into `self_database`.
 //!
 //! `main.rs` only parses the command line and calls [`server::run`].
 
@@ -29,6 +31,7 @@
 #![deny(clippy::dbg_macro, clippy::todo, clippy::await_holding_lock)]
 
 pub mod config;
+pub mod monitor;
 pub mod node;
 pub mod payload;
 pub mod protocol;

@@ -8,7 +8,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::{InFlight, Node};
+use super::{InFlight, Node, RequestKind};
 use crate::payload::{Payload, PayloadBody};
 
 /// The process-wide client towards nodes.
@@ -67,6 +67,9 @@ impl Node {
     }
 
     /// Sends `request` and waits for the response head, at most `timeout`.
+    ///
+    /// Counts the request in the node's metrics under its [`RequestKind`]
+    /// (see there); a failure is no connection, a timeout or a 5xx.
     pub async fn send(
         self: &Arc<Self>,
         client: &HttpClient,
@@ -74,10 +77,32 @@ impl Node {
         payload: Payload,
         timeout: Option<Duration>,
     ) -> Result<Response<NodeResponseBody>, NodeError> {
+        let bytes = payload.len();
         let request = request
             .body(PayloadBody::new(payload))
             .map_err(|e| NodeError::Request(e.to_string()))?;
+        let kind = RequestKind::of(&request);
         let guard = self.start_request();
+        let started = Instant::now();
+        let result = self.exchange(client, request, timeout).await;
+        let failed = result
+            .as_ref()
+            .map_or(true, |response| response.status().is_server_error());
+        self.metrics()
+            .request(kind, bytes, started.elapsed(), failed);
+        Ok(result?.map(|body| NodeResponseBody {
+            inner: body,
+            _guard: guard,
+            sent: None,
+        }))
+    }
+
+    async fn exchange(
+        &self,
+        client: &HttpClient,
+        request: Request<PayloadBody>,
+        timeout: Option<Duration>,
+    ) -> Result<Response<Incoming>, NodeError> {
         let pending = client.request(request);
         let result = match timeout {
             Some(limit) => tokio::time::timeout(limit, pending)
@@ -85,11 +110,7 @@ impl Node {
                 .map_err(|_| NodeError::Timeout(limit))?,
             None => pending.await,
         };
-        let response = result.map_err(|e| NodeError::Connect(describe(&e)))?;
-        Ok(response.map(|body| NodeResponseBody {
-            inner: body,
-            _guard: guard,
-        }))
+        result.map_err(|e| NodeError::Connect(describe(&e)))
     }
 }
 
@@ -109,6 +130,15 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 pub struct NodeResponseBody {
     inner: Incoming,
     _guard: InFlight,
+    /// Counts the bytes as they pass, when relayed to a client.
+    sent: Option<metrics::Counter>,
+}
+
+impl NodeResponseBody {
+    /// Adds the body's bytes to `counter` as they are read.
+    pub fn count_into(&mut self, counter: metrics::Counter) {
+        self.sent = Some(counter);
+    }
 }
 
 impl Body for NodeResponseBody {
@@ -119,7 +149,13 @@ impl Body for NodeResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let (Some(counter), Poll::Ready(Some(Ok(frame)))) = (&self.sent, &polled) {
+            if let Some(data) = frame.data_ref() {
+                counter.increment(data.len() as u64);
+            }
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

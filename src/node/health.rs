@@ -33,6 +33,7 @@ impl Node {
         let oks = self.oks_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
         if oks >= healthy_after && !self.healthy.swap(true, Ordering::Relaxed) {
             tracing::info!(node = %self.name, cluster = %self.cluster, "node is healthy again");
+            self.metrics.health_changed(true, "node is healthy again");
         }
     }
 
@@ -42,6 +43,7 @@ impl Node {
         let fails = self.fails_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
         if fails >= unhealthy_after && self.healthy.swap(false, Ordering::Relaxed) {
             tracing::warn!(node = %self.name, cluster = %self.cluster, error = %message, "node is unhealthy");
+            self.metrics.health_changed(false, message);
         }
     }
 
@@ -119,7 +121,8 @@ mod tests {
         };
         let queue_config = QueueConfig::new(1 << 20, OnFull::Reject, FsyncPolicy::Never);
         let queue = Queue::open(dir.path(), queue_config).unwrap();
-        (dir, Node::new(&cluster, &config, queue))
+        let metrics = crate::monitor::Monitor::new(None).node("c", "a");
+        (dir, Node::new(&cluster, &config, queue, metrics))
     }
 
     fn health() -> HealthConfig {

@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::config::{ClusterConfig, NodeConfig, NodeMode};
-use crate::queue::{Queue, Record};
+use crate::monitor::NodeMetrics;
+use crate::queue::{AppendError, Queue, Record};
 
 pub use client::{HttpClient, NodeError, NodeResponseBody};
 
@@ -40,6 +41,7 @@ pub struct Node {
     in_flight: AtomicUsize,
     queue: Queue,
     detail: Mutex<Detail>,
+    metrics: NodeMetrics,
 }
 
 /// Slow-changing facts about a node, for `/status` and `/ping`.
@@ -57,9 +59,14 @@ pub struct Detail {
 }
 
 impl Node {
-    /// A node from its config and its opened queue; it starts out healthy
-    /// until a check says otherwise.
-    pub fn new(cluster: &ClusterConfig, config: &NodeConfig, queue: Queue) -> Arc<Node> {
+    /// A node from its config, its opened queue and its metric handles; it
+    /// starts out healthy until a check says otherwise.
+    pub fn new(
+        cluster: &ClusterConfig,
+        config: &NodeConfig,
+        queue: Queue,
+        metrics: NodeMetrics,
+    ) -> Arc<Node> {
         let base = config.url.to_string();
         Arc::new(Node {
             name: config.name.clone(),
@@ -73,6 +80,7 @@ impl Node {
             in_flight: AtomicUsize::new(0),
             queue,
             detail: Mutex::new(Detail::default()),
+            metrics,
         })
     }
 
@@ -109,6 +117,11 @@ impl Node {
         &self.queue
     }
 
+    /// The node's metric handles (and where its events go).
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.metrics
+    }
+
     /// Whether new work must go through the queue to keep the node's order:
     /// it has a backlog, or it is known to be down.
     pub fn must_queue(&self) -> bool {
@@ -135,14 +148,27 @@ impl Node {
         if let Some(reason) = reason {
             self.note_error(reason);
         }
-        self.queue.append(record).await.map_err(|e| {
-            let message = match reason {
-                Some(reason) => format!("{reason}; and not queued: {e}"),
-                None => format!("not queued: {e}"),
-            };
-            self.note_error(&message);
-            message
-        })
+        let bytes = record.encoded_len();
+        let appended = self.queue.append(record).await;
+        let refused = u64::from(matches!(appended, Err(AppendError::Full { .. })));
+        let dropped = self.queue.take_drops();
+        if refused + dropped > 0 {
+            self.metrics.queue_full(refused, dropped);
+        }
+        match appended {
+            Ok(()) => {
+                self.metrics.appended(bytes);
+                Ok(())
+            }
+            Err(e) => {
+                let message = match reason {
+                    Some(reason) => format!("{reason}; and not queued: {e}"),
+                    None => format!("not queued: {e}"),
+                };
+                self.note_error(&message);
+                Err(message)
+            }
+        }
     }
 
     /// Changes the slow-changing details.
@@ -156,6 +182,58 @@ impl Node {
     pub fn start_request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight { node: self.clone() }
+    }
+}
+
+/// What a request to a node is for: the `kind` label of its metrics.
+///
+/// [`Node::send`] takes it from the request's extensions when the caller put
+/// one there, else from the path (`/ping`: health, `/write`: write,
+/// anything else: query).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// A client's write, sent on directly.
+    Write,
+    /// A client's read.
+    Query,
+    /// An administrative statement broadcast to the node.
+    Admin,
+    /// A queued write or statement replayed.
+    Replay,
+    /// A health check.
+    Health,
+}
+
+impl RequestKind {
+    pub const ALL: [RequestKind; 5] = [
+        RequestKind::Write,
+        RequestKind::Query,
+        RequestKind::Admin,
+        RequestKind::Replay,
+        RequestKind::Health,
+    ];
+
+    /// The `kind` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Write => "write",
+            RequestKind::Query => "query",
+            RequestKind::Admin => "admin",
+            RequestKind::Replay => "replay",
+            RequestKind::Health => "health",
+        }
+    }
+
+    /// The kind of `request`: its [`RequestKind`] extension, else by path.
+    pub fn of<B>(request: &http::Request<B>) -> RequestKind {
+        if let Some(kind) = request.extensions().get::<RequestKind>() {
+            return *kind;
+        }
+        match request.uri().path() {
+            "/ping" => RequestKind::Health,
+            "/write" => RequestKind::Write,
+            _ => RequestKind::Query,
+        }
     }
 }
 

@@ -30,7 +30,7 @@ use http_body_util::BodyExt;
 use tokio::sync::watch;
 
 use super::client::HttpClient;
-use super::Node;
+use super::{Node, RequestKind};
 use crate::config::BufferConfig;
 use crate::payload::Payload;
 use crate::queue::{Position, Record, RecordKind};
@@ -263,14 +263,13 @@ async fn send_group(
     client: &HttpClient,
     group: &[(Position, Record)],
 ) -> Result<(), String> {
-    match send(
-        node,
-        client,
-        &group.iter().map(|(_, r)| r).collect::<Vec<_>>(),
-    )
-    .await
-    {
-        Sent::Ok => Ok(()),
+    let records: Vec<&Record> = group.iter().map(|(_, r)| r).collect();
+    match send(node, client, &records).await {
+        Sent::Ok => {
+            let bytes = records.iter().map(|r| r.encoded_len()).sum();
+            node.metrics().replayed(records.len() as u64, bytes);
+            Ok(())
+        }
         Sent::Retry(message) => Err(message),
         Sent::Rejected(_) if group.len() > 1 => {
             let mut rejected = Rejected::default();
@@ -297,7 +296,7 @@ async fn one_by_one(
 ) -> Result<(), String> {
     for (position, record) in group {
         match send(node, client, &[record]).await {
-            Sent::Ok => {}
+            Sent::Ok => node.metrics().replayed(1, record.encoded_len()),
             Sent::Retry(message) => return Err(message),
             Sent::Rejected(reason) => {
                 rejected.add(record, &reason);
@@ -332,11 +331,14 @@ impl Rejected {
 }
 
 async fn dead_letter(node: &Node, record: &Record, reason: &str) -> Result<(), String> {
-    let (queue, record, reason) = (node.queue().clone(), record.clone(), reason.to_string());
-    tokio::task::spawn_blocking(move || queue.dead_letter(&record, &reason))
+    tracing::debug!(node = %node.name(), db = %record.db, %reason, "moving a rejected queued record to the dead-letter file");
+    let (queue, moved, why) = (node.queue().clone(), record.clone(), reason.to_string());
+    tokio::task::spawn_blocking(move || queue.dead_letter(&moved, &why))
         .await
         .map_err(|e| format!("dead-letter task failed: {e}"))?
-        .map_err(|e| format!("dead-letter write failed: {e}"))
+        .map_err(|e| format!("dead-letter write failed: {e}"))?;
+    node.metrics().dead_letter(&record.db, reason);
+    Ok(())
 }
 
 /// What became of one replay request.
@@ -368,7 +370,8 @@ async fn send(node: &Arc<Node>, client: &HttpClient, records: &[&Record]) -> Sen
     };
     let mut request = node
         .request(Method::POST, &path)
-        .header(CONTENT_TYPE, content_type);
+        .header(CONTENT_TYPE, content_type)
+        .extension(RequestKind::Replay);
     if first.gzip {
         request = request.header(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }

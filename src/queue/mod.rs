@@ -233,6 +233,9 @@ pub struct Position {
 pub struct QueueStats {
     /// Bytes of the live segment files.
     pub bytes: u64,
+    /// Bytes of the records not committed yet (frames included); 0 when
+    /// `records` is 0, while `bytes` keeps the active segment's size.
+    pub pending_bytes: u64,
     /// Records not committed yet.
     pub records: u64,
     /// When the first of those was accepted.
@@ -467,6 +470,13 @@ impl Queue {
 
     pub fn stats(&self) -> QueueStats {
         self.inner.shared.stats()
+    }
+
+    /// Records dropped by `on_full = drop-oldest` since the last call (each
+    /// drop is reported to exactly one caller, whichever handle asks).
+    pub fn take_drops(&self) -> u64 {
+        let counters = &self.inner.shared.counters;
+        counters.drops_untaken.swap(0, Ordering::Relaxed)
     }
 
     pub fn dir(&self) -> &Path {

@@ -59,6 +59,8 @@ pub struct Counters {
     pub dropped: AtomicU64,
     pub dead_letters: AtomicU64,
     pub corrupt_bytes_cut: AtomicU64,
+    /// Records dropped and not yet taken by [`super::Queue::take_drops`].
+    pub drops_untaken: AtomicU64,
 }
 
 /// Shared by the handles, the writer thread and the reader.
@@ -131,6 +133,7 @@ impl Shared {
         let c = &self.counters;
         QueueStats {
             bytes: state.bytes,
+            pending_bytes: state.pending_bytes(),
             records: state.records,
             oldest_accepted_at_ms: oldest.and_then(|s| s.head_accepted_at_ms),
             appended: c.appended.load(Ordering::Relaxed),
@@ -143,6 +146,22 @@ impl Shared {
 }
 
 impl State {
+    /// Bytes of the records after the read position (frames included):
+    /// what is left to replay, 0 when the queue is empty.
+    pub fn pending_bytes(&self) -> u64 {
+        let read = self.read;
+        self.segments
+            .iter()
+            .map(|seg| match seg.seq.cmp(&read.segment) {
+                std::cmp::Ordering::Less => 0,
+                std::cmp::Ordering::Equal => {
+                    seg.len.saturating_sub(read.offset.max(SEGMENT_HEADER_LEN))
+                }
+                std::cmp::Ordering::Greater => seg.len.saturating_sub(SEGMENT_HEADER_LEN),
+            })
+            .sum()
+    }
+
     pub fn segment_mut(&mut self, seq: u64) -> Option<&mut SegmentMeta> {
         self.segments.iter_mut().find(|s| s.seq == seq)
     }

@@ -496,6 +496,54 @@ async fn stats_count_bytes_records_and_the_oldest_record_after_append_commit_and
     );
 }
 
+#[tokio::test]
+async fn pending_bytes_are_the_records_left_to_replay_across_segments_and_reopen() {
+    let dir = TempDir::new().unwrap();
+    let queue = Queue::open(dir.path(), config(1 << 30)).unwrap();
+    assert_eq!(queue.stats().pending_bytes, 0);
+    append_all(&queue, 1..=3).await;
+    let len = |n: u64| write(n).encoded_len();
+    assert_eq!(queue.stats().pending_bytes, len(1) + len(2) + len(3));
+    let batch = peek_all(&queue);
+    queue.commit(batch[0].0).unwrap();
+    assert_eq!(queue.stats().pending_bytes, len(2) + len(3));
+    drop(queue);
+
+    let queue = Queue::open(dir.path(), config(1 << 30)).unwrap();
+    append_all(&queue, 4..=4).await;
+    let stats = queue.stats();
+    assert_eq!(
+        stats.pending_bytes,
+        len(2) + len(3) + len(4),
+        "two segments"
+    );
+    drain(&queue, 10);
+    let stats = queue.stats();
+    assert_eq!((stats.pending_bytes, stats.records), (0, 0));
+    assert!(stats.bytes > 0, "the active segment stays on disk");
+}
+
+#[tokio::test]
+async fn each_drop_is_taken_once() {
+    let dir = TempDir::new().unwrap();
+    let config = QueueConfig::new(64 << 10, OnFull::DropOldest, FsyncPolicy::Batch);
+    let queue = Queue::open(dir.path(), config).unwrap();
+    let other = queue.clone();
+    let mut taken = 0;
+    for n in 1..=60 {
+        queue.append(big(n, 4000)).await.unwrap();
+        taken += if n % 2 == 0 {
+            queue.take_drops()
+        } else {
+            other.take_drops()
+        };
+    }
+    let dropped = queue.stats().dropped;
+    assert!(dropped > 0);
+    assert_eq!(taken, dropped);
+    assert_eq!(queue.take_drops(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_concurrent_appenders_with_batch_fsync_are_all_acked_and_readable_in_order() {
     const APPENDERS: u64 = 32;

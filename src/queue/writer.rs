@@ -291,6 +291,7 @@ impl Writer {
         if records > 0 {
             let counters = &self.shared.counters;
             counters.dropped.fetch_add(records, Ordering::Relaxed);
+            counters.drops_untaken.fetch_add(records, Ordering::Relaxed);
             self.shared.forget_records(records);
             let dir = self.shared.dir.display();
             tracing::warn!(queue = %dir, segment = seg.seq, records, bytes = seg.len, "queue full: dropped the oldest records (on_full = drop-oldest)");

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::Config;
+use crate::monitor::Monitor;
 use crate::node::Node;
 use crate::queue::{Queue, QueueConfig, QueueError};
 
@@ -66,11 +67,13 @@ impl RoutingTable {
     /// Builds a table from a validated config, reusing nodes from `previous`
     /// where name, cluster, URL and mode are unchanged (and a node's queue
     /// whenever name and cluster are), and opening the queues of new nodes.
+    /// New nodes get their metric handles from `monitor`.
     pub fn build(
         config: &Config,
         version: u64,
         source: &str,
         previous: Option<&RoutingTable>,
+        monitor: &Monitor,
     ) -> Result<RoutingTable, QueueError> {
         let reusable = previous
             .map(RoutingTable::nodes_by_name)
@@ -86,7 +89,12 @@ impl RoutingTable {
                     Some(old) => old.queue().clone(),
                     None => open_queue(config, &cluster.name, &node.name)?,
                 };
-                let fresh = Node::new(cluster, node, queue);
+                let fresh = Node::new(
+                    cluster,
+                    node,
+                    queue,
+                    monitor.node(&cluster.name, &node.name),
+                );
                 nodes.push(match old {
                     Some(old) if same_node(old, &fresh) => Arc::clone(old),
                     _ => fresh,
@@ -247,7 +255,8 @@ cluster = "k8s"
             dir.path().display().to_string()
         );
         let config = Config::from_toml_str(&text, "t.toml").unwrap();
-        let table = RoutingTable::build(&config, 1, "test", None).unwrap();
+        let monitor = Monitor::new(None);
+        let table = RoutingTable::build(&config, 1, "test", None, &monitor).unwrap();
         let name = |i: usize| table.clusters()[i].name.as_str();
         assert_eq!(table.default_cluster().name, "main");
         assert_eq!(table.cluster_for("logs_eu").name, "k8s");

@@ -20,9 +20,9 @@ use tokio::task::JoinSet;
 
 use super::error::ApiError;
 use super::fanout::now_ms;
-use super::query::{send, Forward, HOP_BY_HOP};
+use super::query::{send_as, Forward, HOP_BY_HOP};
 use super::{full, ResponseBody, Shared};
-use crate::node::Node;
+use crate::node::{Node, RequestKind};
 use crate::payload::Payload;
 use crate::protocol::influxql::Statement;
 use crate::protocol::response::truncate;
@@ -119,6 +119,32 @@ pub(super) async fn broadcast(
     merge(answers.into_iter().map(|(_, a)| a).collect())
 }
 
+/// Broadcasts the router's own admin statement `q` (self-monitoring's
+/// `CREATE DATABASE`) like a client's: to every node that takes admin
+/// statements, queued for those that cannot take it now. Sent without
+/// credentials (queued copies are replayed with the cluster's).
+pub async fn run_statement(
+    shared: &Arc<Shared>,
+    q: &str,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let statements = crate::protocol::influxql::parse(q);
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("q", q)
+        .finish();
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    let forward = Forward {
+        method: http::Method::POST,
+        path_and_query: String::from("/query"),
+        headers,
+        body: Payload::from(Bytes::from(body)),
+    };
+    broadcast(shared, forward, q, &statements, "").await
+}
+
 fn statement_record(q: &str, db: &str) -> Record {
     Record {
         kind: RecordKind::Statement,
@@ -167,9 +193,15 @@ async fn direct(
     node: &Arc<Node>,
     forward: &Forward,
 ) -> Result<(Response<()>, Bytes), String> {
-    let response = send(shared, node, forward, Some(ADMIN_TIMEOUT))
-        .await
-        .map_err(|e| e.to_string())?;
+    let response = send_as(
+        RequestKind::Admin,
+        shared,
+        node,
+        forward,
+        Some(ADMIN_TIMEOUT),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let (parts, body) = response.into_parts();
     let collect = http_body_util::Limited::new(body, MAX_ADMIN_ANSWER).collect();
     let bytes = tokio::time::timeout(ADMIN_TIMEOUT, collect)

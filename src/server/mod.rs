@@ -7,15 +7,17 @@
 //! * [`admin`]: admin statements to every node, queued for those that are down.
 //! * [`spread`]: reads spanning clusters, answered by one node per cluster and merged.
 //! * [`targets`]: which clusters a query concerns.
-//! * [`status`]: `/ping`, `/health`, `/status`.
+//! * [`status`]: `/ping`, `/health`, `/status`, `/metrics`.
 //! * [`body`]: reading request bodies within their limits.
 //! * [`udp`]: line protocol datagrams on `server.udp_bind`, into the same write path.
 //! * [`error`]: handler errors and the one function that renders them.
 //!
 //! A semaphore permit is taken before `accept`, so at most
-//! `server.max_connections` connections are open. Shutdown stops accepting
-//! (and reading UDP datagrams), lets in-flight requests finish within
-//! `server.shutdown_timeout`, and logs when the deadline cut connections off.
+//! `server.max_connections` connections are open. Every request is counted
+//! in [`crate::monitor`] by endpoint and status class when it is answered.
+//! Shutdown stops accepting (and reading UDP datagrams), lets in-flight
+//! requests finish within `server.shutdown_timeout`, and logs when the
+//! deadline cut connections off.
 
 pub mod admin;
 pub mod body;
@@ -52,6 +54,7 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::monitor::{Endpoint, Monitor};
 use crate::node::{self, HttpClient, NodeResponseBody};
 use crate::routing::{LiveTable, RoutingTable};
 use error::ApiError;
@@ -80,6 +83,8 @@ pub struct Shared {
     pub node_tasks: nodes::NodeTasks,
     /// Routing table swaps and refusals, for `/status`.
     pub reloads: reload::Reloads,
+    /// This router's metrics and events (its own recorder; see [`crate::monitor`]).
+    pub monitor: Monitor,
     /// The config file the routing table is reloaded from, if any.
     pub config_file: Option<PathBuf>,
     /// The UDP input (`server.udp_bind`): socket, receive loop and counters.
@@ -115,7 +120,8 @@ impl Shared {
         source: &str,
         config_file: Option<PathBuf>,
     ) -> Result<Arc<Shared>, StartError> {
-        let table = RoutingTable::build(&config, 1, source, None)?;
+        let monitor = Monitor::new(config.metrics.self_database.as_deref());
+        let table = RoutingTable::build(&config, 1, source, None, &monitor)?;
         let orphans = crate::routing::orphans::find(&config);
         Ok(Arc::new(Shared {
             routing: LiveTable::new(table),
@@ -125,6 +131,7 @@ impl Shared {
             orphans,
             node_tasks: nodes::NodeTasks::default(),
             reloads: reload::Reloads::default(),
+            monitor,
             config_file,
             udp: udp::Udp::default(),
             stop_sources: tokio::sync::watch::channel(false).0,
@@ -233,6 +240,9 @@ async fn spawn_shared(
 
 /// Opens the queues, binds the configured address and serves until
 /// `shutdown` completes; the routing table follows `config_file` if given.
+///
+/// This is the process's one router (the binary's), so its metrics
+/// recorder also becomes the process-global `metrics` recorder.
 pub async fn run(
     config: Config,
     source: &str,
@@ -240,6 +250,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let shared = Shared::new(config, source, config_file)?;
+    shared.monitor.install_global();
     let listener = bind(&shared.config).await?;
     shared.udp.bind(&shared.config).await?;
     shared.start_sources().await;
@@ -261,6 +272,7 @@ async fn bind(config: &Config) -> Result<TcpListener, StartError> {
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
     shared.node_tasks.sync(&shared, &shared.routing.load());
     udp::Udp::start(&shared);
+    let monitoring = start_monitoring(&shared);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(shared.config.server.max_connections));
     tokio::pin!(shutdown);
@@ -282,11 +294,39 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
     shared.udp.stop().await;
     drain(graceful, &shared).await;
     let _ = shared.stop_sources.send(true);
+    stop_monitoring(monitoring).await;
     shared.node_tasks.stop_all().await;
     for node in shared.routing.load().nodes() {
         node.queue().close();
     }
 }
+
+/// Starts the metrics upkeep and, with `self_database`, self-monitoring;
+/// both stop with the routing sources.
+fn start_monitoring(shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
+    let upkeep = {
+        let (shared, stop) = (shared.clone(), shared.stop_sources.subscribe());
+        tokio::spawn(async move { shared.monitor.run_upkeep(stop).await })
+    };
+    let writer = crate::monitor::self_monitor::start(shared, shared.stop_sources.subscribe());
+    std::iter::once(upkeep).chain(writer).collect()
+}
+
+/// Waits a little for the monitoring tasks (a self-monitoring write may be
+/// under way), then cuts them off.
+async fn stop_monitoring(tasks: Vec<JoinHandle<()>>) {
+    for mut task in tasks {
+        if tokio::time::timeout(MONITORING_STOP_GRACE, &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// How long shutdown waits for a self-monitoring write in progress.
+const MONITORING_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn serve_connection(
     shared: &Arc<Shared>,
@@ -295,6 +335,7 @@ fn serve_connection(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
+    let open = shared.monitor.connection_opened();
     let service_state = shared.clone();
     let service = service_fn(move |request| {
         let shared = service_state.clone();
@@ -309,7 +350,7 @@ fn serve_connection(
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "connection ended with an error");
         }
-        drop(permit);
+        drop((open, permit));
     });
 }
 
@@ -366,12 +407,35 @@ async fn drain(graceful: GracefulShutdown, shared: &Shared) {
     }
 }
 
-/// Routes one request to its handler and stamps InfluxDB's headers on the answer.
+/// Routes one request to its handler, stamps InfluxDB's headers on the
+/// answer and counts it.
 pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let endpoint = Endpoint::of(request.uri().path());
     let result = dispatch(&shared, request).await;
     let mut response = result.unwrap_or_else(ApiError::into_response);
     status::stamp_headers(&shared, response.headers_mut());
+    count(&shared.monitor, endpoint, started, &mut response);
     response
+}
+
+/// Counts an answer: status class, time to answer, and its body bytes (as
+/// they stream, for a node's answer relayed).
+fn count(
+    monitor: &Monitor,
+    endpoint: Endpoint,
+    started: Instant,
+    response: &mut Response<ResponseBody>,
+) {
+    let http = &monitor.http;
+    http.answered(endpoint, response.status(), started.elapsed());
+    match response.body_mut() {
+        Either::Left(own) => {
+            let size = hyper::body::Body::size_hint(own).exact().unwrap_or(0);
+            http.sent(endpoint, size);
+        }
+        Either::Right(relayed) => relayed.count_into(http.sent_counter(endpoint)),
+    }
 }
 
 async fn dispatch(
@@ -394,9 +458,12 @@ async fn dispatch(
         ("/query", Method::GET | Method::POST) => query::handle(shared, request, limits).await,
         ("/health", Method::GET | Method::HEAD) => Ok(status::health(shared)),
         ("/status", Method::GET) => Ok(status::status(shared)),
-        ("/ping" | "/write" | "/api/v2/write" | "/query" | "/health" | "/status", _) => {
-            Err(ApiError::MethodNotAllowed)
-        }
+        ("/metrics", _) if !shared.config.metrics.prometheus => Err(ApiError::NotFound),
+        ("/metrics", Method::GET) => Ok(status::metrics(shared)),
+        (
+            "/ping" | "/write" | "/api/v2/write" | "/query" | "/health" | "/status" | "/metrics",
+            _,
+        ) => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::NotFound),
     }
 }

@@ -20,7 +20,8 @@ use super::body::{self, Limits};
 use super::error::ApiError;
 use super::write::forwarded_headers;
 use super::{ResponseBody, Shared};
-use crate::node::{Node, NodeError, NodeResponseBody};
+use crate::monitor::Endpoint;
+use crate::node::{Node, NodeError, NodeResponseBody, RequestKind};
 use crate::payload::Payload;
 use crate::protocol::influxql::{self, Statement, StatementKind};
 use crate::routing::Cluster;
@@ -55,6 +56,7 @@ pub async fn handle(
         Method::POST => body::read(incoming, &parts.headers, limits).await?,
         _ => Payload::default(),
     };
+    shared.monitor.http.received(Endpoint::Query, body.len());
     let params = QueryParams::from_request(parts.uri.query(), &parts.headers, &body);
     let q = params.q.as_deref().filter(|q| !q.trim().is_empty());
     let q = q.ok_or_else(|| ApiError::BadRequest("missing required parameter \"q\"".into()))?;
@@ -136,7 +138,20 @@ pub(super) async fn send(
     forward: &Forward,
     timeout: Option<Duration>,
 ) -> Result<Response<NodeResponseBody>, NodeError> {
-    let mut request = node.request(forward.method.clone(), &forward.path_and_query);
+    send_as(RequestKind::Query, shared, node, forward, timeout).await
+}
+
+/// [`send`], counted in the node's metrics as `kind`.
+pub(super) async fn send_as(
+    kind: RequestKind,
+    shared: &Shared,
+    node: &Arc<Node>,
+    forward: &Forward,
+    timeout: Option<Duration>,
+) -> Result<Response<NodeResponseBody>, NodeError> {
+    let mut request = node
+        .request(forward.method.clone(), &forward.path_and_query)
+        .extension(kind);
     if let Some(headers) = request.headers_mut() {
         headers.extend(forward.headers.clone());
     }

@@ -154,7 +154,8 @@ fn publish(shared: &Arc<Shared>, running: &mut Config, config: Config, origin: &
         return Applied::Unchanged;
     }
     let version = current.version() + 1;
-    let table = match RoutingTable::build(&config, version, origin, Some(&current)) {
+    let table = match RoutingTable::build(&config, version, origin, Some(&current), &shared.monitor)
+    {
         Ok(table) => table,
         Err(e) => {
             return refuse(
@@ -168,6 +169,7 @@ fn publish(shared: &Arc<Shared>, running: &mut Config, config: Config, origin: &
     *running = config;
     shared.node_tasks.sync(shared, &shared.routing.load());
     shared.reloads.update(|s| s.swaps += 1);
+    shared.monitor.table_swapped(version, origin);
     Applied::Swapped(version)
 }
 
@@ -213,6 +215,7 @@ fn refuse(shared: &Shared, origin: &str, problems: Vec<String>) -> Applied {
         s.refused += 1;
         s.last_refused = Some(refusal);
     });
+    shared.monitor.table_refused(origin, &problems);
     Applied::Refused(problems)
 }
 

@@ -1,4 +1,4 @@
-//! `/ping`, `/health` and `/status`: what the router says about itself.
+//! `/ping`, `/health`, `/status` and `/metrics`: what the router says about itself.
 //!
 //! `/ping` answers like InfluxDB (204 with version headers, or 200 JSON
 //! with `verbose=true`) and reports the version of the nodes behind it.
@@ -132,6 +132,20 @@ pub fn status(shared: &Arc<Shared>) -> Response<ResponseBody> {
     });
     response::json(StatusCode::OK, &body).map(full)
 }
+
+/// `GET /metrics`: the Prometheus text exposition (see [`crate::monitor`]).
+pub fn metrics(shared: &Shared) -> Response<ResponseBody> {
+    let text = shared.monitor.render(&shared.routing.load());
+    let mut response = Response::new(full(http_body_util::Full::new(bytes::Bytes::from(text))));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(METRICS_CONTENT_TYPE),
+    );
+    response
+}
+
+/// The content type of the Prometheus text format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 fn node_status(node: &Node) -> Value {
     let detail = node.detail();

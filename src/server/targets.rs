@@ -88,7 +88,14 @@ mod tests {
             dir.display().to_string()
         );
         let config = Config::from_toml_str(&text, "t.toml").unwrap();
-        RoutingTable::build(&config, 1, "test", None).unwrap()
+        RoutingTable::build(
+            &config,
+            1,
+            "test",
+            None,
+            &crate::monitor::Monitor::new(None),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -20,6 +20,7 @@ use super::error::ApiError;
 use super::fanout::{fan_out, WriteSend};
 use super::{ResponseBody, Shared};
 use crate::config::{Consistency, Secret};
+use crate::monitor::Endpoint;
 use crate::node::Node;
 use crate::payload::Payload;
 use crate::protocol::line;
@@ -147,7 +148,22 @@ pub async fn handle(
         .unwrap_or(shared.config.write.consistency);
     let (parts, incoming) = request.into_parts();
     let payload = body::read(incoming, &parts.headers, limits).await?;
+    count_received(shared, api, &parts.headers, &payload);
     write_payload(shared, &params, &parts.headers, payload, consistency).await
+}
+
+/// Counts a write body's bytes, and its lines when it is not gzip (counting
+/// those would mean inflating it, which the relay otherwise never does).
+fn count_received(shared: &Shared, api: Api, headers: &HeaderMap, payload: &Payload) {
+    let endpoint = match api {
+        Api::V1 => Endpoint::Write,
+        Api::V2 => Endpoint::WriteV2,
+    };
+    let http = &shared.monitor.http;
+    http.received(endpoint, payload.len());
+    if !body::is_gzip(headers) {
+        http.write_lines(payload.chunks());
+    }
 }
 
 /// Routes and delivers a body of line protocol that is already read: the

@@ -23,6 +23,7 @@ pub struct RouterBuilder {
     health: Vec<String>,
     buffer: Vec<String>,
     cluster: Vec<String>,
+    metrics: Vec<String>,
 }
 
 impl RouterBuilder {
@@ -70,6 +71,12 @@ impl RouterBuilder {
         self
     }
 
+    /// A `[metrics]` key; `value` is TOML (strings quoted).
+    pub fn metrics(mut self, key: &str, value: &str) -> Self {
+        self.metrics.push(format!("{key} = {value}"));
+        self
+    }
+
     /// The configuration text. Unless a test sets its own, writes use
     /// consistency `all`, so that a 204 means every node has the data.
     pub fn toml(&self) -> String {
@@ -91,11 +98,12 @@ impl RouterBuilder {
         });
         health.extend(self.health.iter().cloned());
         format!(
-            "[server]\nbind = \"127.0.0.1:0\"\n{}\n[write]\n{}\n[health]\n{}\n[buffer]\n{}\n[[cluster]]\nname = \"main\"\n{}\nnodes = [\n  {}\n]\n",
+            "[server]\nbind = \"127.0.0.1:0\"\n{}\n[write]\n{}\n[health]\n{}\n[buffer]\n{}\n[metrics]\n{}\n[[cluster]]\nname = \"main\"\n{}\nnodes = [\n  {}\n]\n",
             self.server.join("\n"),
             write.join("\n"),
             health.join("\n"),
             self.buffer.join("\n"),
+            self.metrics.join("\n"),
             self.cluster.join("\n"),
             self.nodes.join(",\n  ")
         )
