@@ -268,7 +268,6 @@ fn describe_route(route: &RouteConfig) -> String {
 }
 
 fn serve(loaded: LoadedConfig) -> ExitCode {
-    tune_malloc();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -345,35 +344,6 @@ impl ShutdownSignals {
         tokio::select! {
             _ = next(&mut self.term) => tracing::info!("SIGTERM received, shutting down"),
             _ = next(&mut self.interrupt) => tracing::info!("SIGINT received, shutting down"),
-        }
-    }
-}
-
-/// Keeps glibc from holding on to freed request bodies.
-///
-/// glibc raises its mmap threshold each time a large block is freed, up to
-/// 32 MiB, so after a few hundred-kilobyte bodies every new one comes from
-/// the heap, and the heap keeps what was freed: under 32 connections of
-/// 500 KB batches the router then sat at about 53 MB resident instead of
-/// about 30 MB. Setting the trim threshold stops that adjustment (large
-/// blocks stay mmapped and go back to the system when freed) and returns
-/// free heap above 1 MiB. An operator's own `MALLOC_*` settings win.
-fn tune_malloc() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let tuned = [
-            "MALLOC_TRIM_THRESHOLD_",
-            "MALLOC_MMAP_THRESHOLD_",
-            "MALLOC_TOP_PAD_",
-        ]
-        .iter()
-        .any(|name| std::env::var_os(name).is_some());
-        if !tuned {
-            // SAFETY: mallopt only changes allocator parameters; it is called
-            // before any other thread exists.
-            unsafe {
-                libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 20);
-            }
         }
     }
 }
