@@ -8,7 +8,8 @@
 #    used.
 #    Likewise `dnsmasq` (Debian package `dnsmasq-base`: the binary without a
 #    system service), the real DNS server the DNS SRV discovery test starts
-#    on a free loopback port.
+#    on a free loopback port. And the system root certificates (Debian
+#    package `ca-certificates`), which https:// nodes are verified against.
 # 2. Runs `cargo test --all-targets --no-fail-fast "$@"`, then
 #    `cargo test --doc`, and fails if either failed.
 #
@@ -77,6 +78,25 @@ if ! have dnsmasq && [[ ! -x /usr/sbin/dnsmasq ]]; then
         echo "error: dnsmasq still not found after installing dnsmasq-base" >&2
         exit 1
     fi
+fi
+
+# https:// nodes without a ca_file are verified against the system roots; a
+# unit test (src/tls.rs) loads them, from the Debian package ca-certificates.
+if [[ ! -s /etc/ssl/certs/ca-certificates.crt ]]; then
+    echo "==> system root certificates not found; installing the Debian package ca-certificates with apt-get."
+    sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        if have sudo; then
+            sudo=(sudo)
+        else
+            echo "error: not root and sudo is not available; as root run:" >&2
+            echo "  apt-get update && apt-get install -y ca-certificates" >&2
+            exit 1
+        fi
+    fi
+    ${sudo[@]+"${sudo[@]}"} apt-get update
+    ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y ca-certificates
 fi
 
 # The client tests drive the router with the python `influxdb` library, as

@@ -21,6 +21,8 @@
 //!   health state, in-flight counter, and the active health checker.
 //! * [`server`]: the HTTP listener and the handlers for `/write`,
 //!   `/api/v2/write`, `/query`, `/ping`, `/health` and `/status`.
+//! * [`tls`]: rustls configurations (ring provider) for the HTTPS listener
+//!   and for `https://` nodes, read from PEM files.
 //!
 //! `main.rs` only parses the command line and calls [`server::run`].
 
@@ -35,6 +37,7 @@ pub mod protocol;
 pub mod queue;
 pub mod routing;
 pub mod server;
+pub mod tls;
 
 /// The router's own version, as reported by `--version` and `/status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -23,7 +23,6 @@ use http::Method;
 use http_body_util::BodyExt;
 use tokio::sync::watch;
 
-use super::client::HttpClient;
 use super::Node;
 use crate::config::BufferConfig;
 use crate::payload::Payload;
@@ -40,12 +39,7 @@ const IDLE_RECHECK: Duration = Duration::from_secs(1);
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Drains `node`'s queue whenever the node is healthy, until `stop` changes.
-pub async fn run(
-    node: Arc<Node>,
-    client: HttpClient,
-    buffer: BufferConfig,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run(node: Arc<Node>, buffer: BufferConfig, mut stop: watch::Receiver<bool>) {
     if node.mode() == crate::config::NodeMode::Off {
         // an `off` node gets nothing, replays included; its queue waits on disk
         let _ = stop.changed().await;
@@ -58,7 +52,7 @@ pub async fn run(
         } else if !node.is_healthy() {
             wait_for(std::future::pending(), delay, &mut stop).await
         } else {
-            match drain_once(&node, &client).await {
+            match drain_once(&node).await {
                 Ok(()) => {
                     delay = buffer.retry_min;
                     Wake::Go
@@ -97,7 +91,7 @@ async fn wait_for(
 }
 
 /// Replays one batch from the head of the queue; `Err` when the node failed.
-async fn drain_once(node: &Arc<Node>, client: &HttpClient) -> Result<(), String> {
+async fn drain_once(node: &Arc<Node>) -> Result<(), String> {
     let queue = node.queue().clone();
     let batch = tokio::task::spawn_blocking(move || queue.peek_batch(BATCH_BYTES, BATCH_RECORDS))
         .await
@@ -106,7 +100,7 @@ async fn drain_once(node: &Arc<Node>, client: &HttpClient) -> Result<(), String>
     let started = Instant::now();
     let mut done = 0;
     for group in groups(&batch) {
-        let result = send_group(node, client, group).await;
+        let result = send_group(node, group).await;
         // commit what the node has before giving up on the rest
         let last = group.last().map(|(position, _)| *position);
         match (result, last) {
@@ -158,23 +152,13 @@ fn joinable(a: &Record, b: &Record) -> bool {
 }
 
 /// Sends a group; on a 4xx for several records, falls back to one by one.
-async fn send_group(
-    node: &Arc<Node>,
-    client: &HttpClient,
-    group: &[(Position, Record)],
-) -> Result<(), String> {
-    match send(
-        node,
-        client,
-        &group.iter().map(|(_, r)| r).collect::<Vec<_>>(),
-    )
-    .await
-    {
+async fn send_group(node: &Arc<Node>, group: &[(Position, Record)]) -> Result<(), String> {
+    match send(node, &group.iter().map(|(_, r)| r).collect::<Vec<_>>()).await {
         Sent::Ok => Ok(()),
         Sent::Retry(message) => Err(message),
         Sent::Rejected(_) if group.len() > 1 => {
             for (position, record) in group {
-                match send(node, client, &[record]).await {
+                match send(node, &[record]).await {
                     Sent::Ok => {}
                     Sent::Retry(message) => return Err(message),
                     Sent::Rejected(reason) => dead_letter(node, record, &reason).await?,
@@ -210,7 +194,7 @@ enum Sent {
 }
 
 /// Sends records that [`joinable`] put together (or one statement).
-async fn send(node: &Arc<Node>, client: &HttpClient, records: &[&Record]) -> Sent {
+async fn send(node: &Arc<Node>, records: &[&Record]) -> Sent {
     let Some(first) = records.first() else {
         return Sent::Ok;
     };
@@ -237,7 +221,7 @@ async fn send(node: &Arc<Node>, client: &HttpClient, records: &[&Record]) -> Sen
     }
     let attempt = async {
         let response = node
-            .send(client, request, payload, None)
+            .send(request, payload, None)
             .await
             .map_err(|e| e.to_string())?;
         let status = response.status();

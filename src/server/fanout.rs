@@ -123,21 +123,18 @@ async fn deliver(shared: &Shared, node: &Arc<Node>, send: &WriteSend) -> Outcome
 
 async fn direct(shared: &Shared, node: &Arc<Node>, send: &WriteSend) -> Outcome {
     let timeout = shared.config.write.timeout;
-    match tokio::time::timeout(timeout, attempt(shared, node, send)).await {
+    match tokio::time::timeout(timeout, attempt(node, send)).await {
         Ok(outcome) => outcome,
         Err(_) => Outcome::Failed(format!("timed out after {timeout:?}")),
     }
 }
 
-async fn attempt(shared: &Shared, node: &Arc<Node>, send: &WriteSend) -> Outcome {
+async fn attempt(node: &Arc<Node>, send: &WriteSend) -> Outcome {
     let mut request = node.request(Method::POST, &send.path);
     if let Some(headers) = request.headers_mut() {
         headers.extend(send.headers.clone());
     }
-    let response = match node
-        .send(&shared.client, request, send.record.body.clone(), None)
-        .await
-    {
+    let response = match node.send(request, send.record.body.clone(), None).await {
         Ok(response) => response,
         Err(e) => return Outcome::Failed(e.to_string()),
     };

@@ -9,9 +9,11 @@
 //! * [`status`]: `/ping`, `/health`, `/status`.
 //! * [`body`]: reading request bodies within their limits.
 //! * [`error`]: handler errors and the one function that renders them.
+//! * [`tls`]: HTTPS: the TLS handshake before HTTP, when `tls_cert` is set.
 //!
 //! A semaphore permit is taken before `accept`, so at most
-//! `server.max_connections` connections are open. Shutdown stops accepting,
+//! `server.max_connections` connections are open (a connection still in its
+//! TLS handshake counts). Shutdown stops accepting,
 //! lets in-flight requests finish within `server.shutdown_timeout`, and logs
 //! when the deadline cut connections off.
 
@@ -25,6 +27,7 @@ pub mod reload;
 pub mod spread;
 pub mod status;
 pub mod targets;
+pub mod tls;
 pub mod write;
 
 use std::convert::Infallible;
@@ -41,14 +44,15 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::node::{self, HttpClient, NodeResponseBody};
+use crate::node::NodeResponseBody;
 use crate::routing::{LiveTable, RoutingTable};
 use error::ApiError;
 
@@ -65,7 +69,8 @@ pub fn full(body: Full<Bytes>) -> ResponseBody {
 pub struct Shared {
     pub config: Config,
     pub routing: LiveTable,
-    pub client: HttpClient,
+    /// The listener's TLS acceptor when `tls_cert` and `tls_key` are set.
+    pub https: Option<tls::Https>,
     pub started: Instant,
     /// Node sends that outlive the request that started them (a write answered
     /// at consistency `one` while slower nodes are still being written to).
@@ -97,21 +102,45 @@ pub enum StartError {
     Queue(#[from] crate::queue::QueueError),
     #[error("invalid configuration:\n{0}")]
     Config(#[from] crate::config::ConfigError),
+    #[error("cannot serve HTTPS: {0}")]
+    ListenerTls(Box<crate::tls::TlsError>),
+    #[error("cannot set up TLS towards the nodes of cluster {cluster:?}: {error}")]
+    NodeTls {
+        cluster: String,
+        error: Box<crate::tls::TlsError>,
+    },
+}
+
+impl From<crate::routing::BuildError> for StartError {
+    fn from(error: crate::routing::BuildError) -> Self {
+        match error {
+            crate::routing::BuildError::Queue(e) => StartError::Queue(e),
+            crate::routing::BuildError::Tls { cluster, error } => {
+                StartError::NodeTls { cluster, error }
+            }
+        }
+    }
 }
 
 impl Shared {
     /// Builds the shared state and the first routing table from `config`,
-    /// opening every node's queue.
+    /// opening every node's queue and reading the TLS files.
     pub fn new(
         config: Config,
         source: &str,
         config_file: Option<PathBuf>,
     ) -> Result<Arc<Shared>, StartError> {
+        let https = match &config.server.tls {
+            Some(files) => {
+                Some(tls::Https::new(files).map_err(|e| StartError::ListenerTls(Box::new(e)))?)
+            }
+            None => None,
+        };
         let table = RoutingTable::build(&config, 1, source, None)?;
         let orphans = crate::routing::orphans::find(&config);
         Ok(Arc::new(Shared {
             routing: LiveTable::new(table),
-            client: node::client::build(),
+            https,
             started: Instant::now(),
             background: TaskTracker::new(),
             orphans,
@@ -146,9 +175,14 @@ impl RunningRouter {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` when the listener has TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.shared.https.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -227,7 +261,7 @@ pub async fn run(
     let listener = bind(&shared.config).await?;
     shared.start_sources().await;
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "listening");
+        tracing::info!(%addr, https = shared.https.is_some(), "listening");
     }
     serve(listener, shared, shutdown).await;
     Ok(())
@@ -258,7 +292,17 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
             },
             _ = &mut shutdown => break,
         };
-        serve_connection(&shared, &graceful, stream, permit);
+        let _ = stream.set_nodelay(true);
+        match &shared.https {
+            None => {
+                let connection = serve_connection(&shared, graceful.watcher(), stream);
+                tokio::spawn(async move {
+                    connection.await;
+                    drop(permit);
+                });
+            }
+            Some(https) => https.accept(&shared, graceful.watcher(), stream, permit),
+        }
     }
     drop(listener);
     drain(graceful, &shared).await;
@@ -269,13 +313,16 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
     }
 }
 
-fn serve_connection(
+/// Serves HTTP/1.1 on one connection (a TCP stream, or a TLS stream over
+/// one) until it closes or `watcher` sees shutdown.
+fn serve_connection<I>(
     shared: &Arc<Shared>,
-    graceful: &GracefulShutdown,
-    stream: tokio::net::TcpStream,
-    permit: tokio::sync::OwnedSemaphorePermit,
-) {
-    let _ = stream.set_nodelay(true);
+    watcher: Watcher,
+    io: I,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service_state = shared.clone();
     let service = service_fn(move |request| {
         let shared = service_state.clone();
@@ -284,14 +331,13 @@ fn serve_connection(
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(shared.config.server.read_timeout)
-        .serve_connection(TokioIo::new(stream), service);
-    let connection = graceful.watch(connection);
-    tokio::spawn(async move {
+        .serve_connection(TokioIo::new(io), service);
+    let connection = watcher.watch(connection);
+    async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "connection ended with an error");
         }
-        drop(permit);
-    });
+    }
 }
 
 /// Starts the DNS SRV lookups of clusters with `srv`, and the config file

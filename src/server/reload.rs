@@ -156,13 +156,7 @@ fn publish(shared: &Arc<Shared>, running: &mut Config, config: Config, origin: &
     let version = current.version() + 1;
     let table = match RoutingTable::build(&config, version, origin, Some(&current)) {
         Ok(table) => table,
-        Err(e) => {
-            return refuse(
-                shared,
-                origin,
-                vec![format!("{origin}: cannot open a node queue: {e}")],
-            )
-        }
+        Err(e) => return refuse(shared, origin, vec![format!("{origin}: {e}")]),
     };
     shared.routing.publish(table);
     *running = config;
