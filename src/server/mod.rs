@@ -261,7 +261,7 @@ pub async fn run(
     let listener = bind(&shared.config).await?;
     shared.start_sources().await;
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, https = shared.https.is_some(), "listening");
+        tracing::info!(%addr, "listening");
     }
     serve(listener, shared, shutdown).await;
     Ok(())
