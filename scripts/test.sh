@@ -12,6 +12,8 @@
 #    Likewise `systemd-analyze` (Debian package `systemd`), which verifies
 #    the systemd unit in tests/deploy.rs, and the PyPI package
 #    `kubernetes-validate`, which checks the Kubernetes manifests offline.
+#    And the system root certificates (Debian package `ca-certificates`),
+#    which https:// nodes are verified against.
 # 2. Runs `cargo test --all-targets --no-fail-fast "$@"`, then
 #    `cargo test --doc`, and fails if either failed.
 #
@@ -103,6 +105,25 @@ if [[ ! -x /usr/bin/systemd-analyze && ! -x /bin/systemd-analyze ]]; then
         echo "error: systemd-analyze still not found after installing systemd" >&2
         exit 1
     fi
+fi
+
+# https:// nodes without a ca_file are verified against the system roots; a
+# unit test (src/tls.rs) loads them, from the Debian package ca-certificates.
+if [[ ! -s /etc/ssl/certs/ca-certificates.crt ]]; then
+    echo "==> system root certificates not found; installing the Debian package ca-certificates with apt-get."
+    sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        if have sudo; then
+            sudo=(sudo)
+        else
+            echo "error: not root and sudo is not available; as root run:" >&2
+            echo "  apt-get update && apt-get install -y ca-certificates" >&2
+            exit 1
+        fi
+    fi
+    ${sudo[@]+"${sudo[@]}"} apt-get update
+    ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y ca-certificates
 fi
 
 # The client tests drive the router with the python `influxdb` library, as

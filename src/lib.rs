@@ -23,6 +23,8 @@
 //!   `/api/v2/write`, `/query`, `/ping`, `/health`, `/status` and `/metrics`.
 //! * [`monitor`]: Prometheus metrics (one recorder per router) and
 //!   self-monitoring: statistics and events written into `self_database`.
+//! * [`tls`]: rustls configurations (ring provider) for the HTTPS listener
+//!   and for `https://` nodes, read from PEM files.
 //!
 //! `main.rs` only parses the command line and calls [`server::run`].
 
@@ -38,6 +40,7 @@ pub mod protocol;
 pub mod queue;
 pub mod routing;
 pub mod server;
+pub mod tls;
 
 /// The router's own version, as reported by `--version` and `/status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -252,7 +252,7 @@ pub struct SrvConfig {
     pub name: String,
     /// How often the records are looked up again.
     pub interval: Duration,
-    /// The scheme of the node URLs; only `http` for now.
+    /// The scheme of the node URLs: `http` or `https`.
     pub scheme: String,
 }
 
@@ -288,7 +288,8 @@ pub enum ShardKey {
     Measurement,
 }
 
-/// One InfluxDB node: `http://host[:port]`, no path, no query.
+/// One InfluxDB node: `http://host[:port]` or `https://host[:port]`, no
+/// path, no query.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub name: String,
@@ -389,9 +390,14 @@ impl Config {
 }
 
 impl NodeConfig {
-    /// The node's port: the one in its URL, else 80.
+    /// The node's port: the one in its URL, else 443 for `https://` and 80
+    /// for `http://`.
     pub fn port(&self) -> u16 {
-        self.url.port_u16().unwrap_or(80)
+        let default = match self.url.scheme_str() {
+            Some("https") => 443,
+            _ => 80,
+        };
+        self.url.port_u16().unwrap_or(default)
     }
 }
 

@@ -1,7 +1,7 @@
 //! `[[cluster]]` tables and their nodes: names, credentials, URLs, modes.
 //!
 //! Cluster names must be unique, node names unique across all clusters, and
-//! every node URL a plain `http://host[:port]` (TLS comes later). A cluster
+//! every node URL an `http://host[:port]` or `https://host[:port]`. A cluster
 //! has either `nodes` or `srv` (its nodes are then discovered through DNS SRV
 //! records, refreshed every `srv_interval`).
 
@@ -60,7 +60,8 @@ pub(crate) fn clusters(
     (clusters, names)
 }
 
-/// `ca_file` (a readable file, checked when the config is loaded) and
+/// `ca_file` (read when the routing table is built: at start, and by a
+/// reload that changes routing) and
 /// `insecure_skip_verify`.
 fn check_node_tls(raw: &RawCluster, path: &str, problems: &mut Problems) -> NodeTlsConfig {
     let ca_file = match raw.ca_file.as_deref() {
@@ -134,12 +135,8 @@ fn check_srv(raw: &RawCluster, path: &str, problems: &mut Problems) -> Option<Sr
         }
     };
     let scheme = raw.scheme.clone().unwrap_or_else(|| "http".to_owned());
-    if scheme != "http" {
-        let message = if scheme == "https" {
-            "https nodes are not supported yet (TLS comes later); expected \"http\"".to_owned()
-        } else {
-            format!("expected \"http\", got {scheme:?}")
-        };
+    if scheme != "http" && scheme != "https" {
+        let message = format!("expected \"http\" or \"https\", got {scheme:?}");
         problems.push(&join(path, "scheme"), message);
         ok = false;
     }
@@ -266,18 +263,13 @@ fn check_credentials(
     password.map(Secret::new)
 }
 
-/// A node URL: `http://host[:port]`, with at most a `/` path and no query.
+/// A node URL: `http://host[:port]` or `https://host[:port]`, with at most
+/// a `/` path and no query.
 pub(crate) fn parse_node_url(text: &str) -> Result<Uri, String> {
-    let expected = || format!("expected an http:// URL with a host, got {text:?}");
+    let expected = || format!("expected an http:// or https:// URL with a host, got {text:?}");
     let uri: Uri = text.parse().map_err(|_| expected())?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "https nodes are not supported yet (TLS comes later); expected an http:// URL, got {text:?}"
-            ))
-        }
-        _ => return Err(expected()),
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(expected());
     }
     let authority = uri
         .authority()
@@ -296,7 +288,7 @@ pub(crate) fn parse_node_url(text: &str) -> Result<Uri, String> {
     }
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         return Err(format!(
-            "expected an http:// URL without a path or query, got {text:?}"
+            "expected a URL without a path or query, got {text:?}"
         ));
     }
     Ok(uri)

@@ -11,7 +11,6 @@ use std::time::SystemTime;
 use http::{Method, StatusCode};
 use tokio::sync::watch;
 
-use super::client::HttpClient;
 use super::Node;
 use crate::config::HealthConfig;
 use crate::payload::Payload;
@@ -59,14 +58,10 @@ impl Node {
     }
 
     /// One `GET /ping`; `Ok` on a 204 within the timeout.
-    pub async fn ping(
-        self: &Arc<Self>,
-        client: &HttpClient,
-        config: &HealthConfig,
-    ) -> Result<(), String> {
+    pub async fn ping(self: &Arc<Self>, config: &HealthConfig) -> Result<(), String> {
         let request = self.request(Method::GET, "/ping");
         let response = self
-            .send(client, request, Payload::default(), Some(config.timeout))
+            .send(request, Payload::default(), Some(config.timeout))
             .await
             .map_err(|e| format!("ping failed: {e}"))?;
         self.record_version(response.headers().get("x-influxdb-version"));
@@ -78,12 +73,7 @@ impl Node {
 }
 
 /// Checks `node` until `stop` changes; the first check runs at once.
-pub async fn run_checks(
-    node: Arc<Node>,
-    client: HttpClient,
-    config: HealthConfig,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run_checks(node: Arc<Node>, config: HealthConfig, mut stop: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -91,7 +81,7 @@ pub async fn run_checks(
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
         }
-        let result = node.ping(&client, &config).await;
+        let result = node.ping(&config).await;
         node.record_check(result, &config);
     }
 }
@@ -122,7 +112,8 @@ mod tests {
         let queue_config = QueueConfig::new(1 << 20, OnFull::Reject, FsyncPolicy::Never);
         let queue = Queue::open(dir.path(), queue_config).unwrap();
         let metrics = crate::monitor::Monitor::new(None).node("c", "a");
-        (dir, Node::new(&cluster, &config, queue, metrics))
+        let client = crate::node::NodeClient::Plain(crate::node::client::build());
+        (dir, Node::new(&cluster, &config, queue, metrics, client))
     }
 
     fn health() -> HealthConfig {
@@ -164,7 +155,7 @@ mod tests {
     #[tokio::test]
     async fn ping_of_a_closed_port_is_an_error() {
         let (_dir, node) = node();
-        let result = node.ping(&crate::node::client::build(), &health()).await;
+        let result = node.ping(&health()).await;
         assert!(result.unwrap_err().contains("ping failed"));
     }
 }

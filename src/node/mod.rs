@@ -1,12 +1,14 @@
 //! One InfluxDB node as the router sees it.
 //!
 //! A [`Node`] owns everything per node: its address, its mode, its health
-//! state, its in-flight request counter and its durable queue. It shares the
-//! process-wide pooled HTTP client ([`client::HttpClient`]). It never decides
-//! routing: the routing table holds nodes, handlers pick among them.
+//! state, its in-flight request counter and its durable queue. It carries
+//! the pooled HTTP client it sends through ([`client::NodeClient`]): the one
+//! every `http://` node shares, or its cluster's TLS client. It never
+//! decides routing: the routing table holds nodes, handlers pick among them.
 //!
-//! * [`client`]: the pooled hyper client, request sending with timeouts, and
-//!   a response body that keeps the in-flight count until it is consumed.
+//! * [`client`]: the pooled hyper clients (plain and TLS), request sending
+//!   with timeouts, and a response body that keeps the in-flight count until
+//!   it is consumed.
 //! * [`health`]: the active `GET /ping` checker.
 //! * [`replay`]: the one reader of the node's queue, draining it in order
 //!   while the node is healthy.
@@ -23,7 +25,7 @@ use crate::config::{ClusterConfig, NodeConfig, NodeMode};
 use crate::monitor::NodeMetrics;
 use crate::queue::{AppendError, Queue, Record};
 
-pub use client::{HttpClient, NodeError, NodeResponseBody};
+pub use client::{HttpClient, NodeClient, NodeError, NodeResponseBody};
 
 /// One node: address, mode, health and load.
 #[derive(Debug)]
@@ -31,8 +33,10 @@ pub struct Node {
     name: String,
     cluster: String,
     mode: NodeMode,
-    /// `http://host:port`, without a trailing slash.
+    /// `http://host:port` or `https://host:port`, without a trailing slash.
     base: String,
+    /// The pooled client requests to this node go through.
+    client: NodeClient,
     /// Basic-auth header value built from the cluster's credentials.
     router_auth: Option<http::HeaderValue>,
     healthy: AtomicBool,
@@ -59,13 +63,15 @@ pub struct Detail {
 }
 
 impl Node {
-    /// A node from its config, its opened queue and its metric handles; it
-    /// starts out healthy until a check says otherwise.
+    /// A node from its config, its opened queue, its metric handles and the
+    /// client it sends through; it starts out healthy until a check says
+    /// otherwise.
     pub fn new(
         cluster: &ClusterConfig,
         config: &NodeConfig,
         queue: Queue,
         metrics: NodeMetrics,
+        client: NodeClient,
     ) -> Arc<Node> {
         let base = config.url.to_string();
         Arc::new(Node {
@@ -73,6 +79,7 @@ impl Node {
             cluster: cluster.name.clone(),
             mode: config.mode,
             base: base.trim_end_matches('/').to_string(),
+            client,
             router_auth: basic_auth(cluster),
             healthy: AtomicBool::new(true),
             fails_in_a_row: AtomicU32::new(0),
@@ -98,6 +105,11 @@ impl Node {
 
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// The client requests to this node go through.
+    pub fn client(&self) -> &NodeClient {
+        &self.client
     }
 
     pub fn router_auth(&self) -> Option<&http::HeaderValue> {

@@ -29,7 +29,6 @@ use http::Method;
 use http_body_util::BodyExt;
 use tokio::sync::watch;
 
-use super::client::HttpClient;
 use super::{Node, RequestKind};
 use crate::config::BufferConfig;
 use crate::payload::Payload;
@@ -49,12 +48,7 @@ const REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
 const FAILING_REMINDER: Duration = Duration::from_secs(300);
 
 /// Drains `node`'s queue whenever the node is healthy, until `stop` changes.
-pub async fn run(
-    node: Arc<Node>,
-    client: HttpClient,
-    buffer: BufferConfig,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run(node: Arc<Node>, buffer: BufferConfig, mut stop: watch::Receiver<bool>) {
     if node.mode() == crate::config::NodeMode::Off {
         // an `off` node gets nothing, replays included; its queue waits on disk
         let _ = stop.changed().await;
@@ -71,7 +65,7 @@ pub async fn run(
             wait_for(std::future::pending(), delay, &mut stop).await
         } else {
             progress.replaying(&node);
-            match drain_once(&node, &client).await {
+            match drain_once(&node).await {
                 Ok(()) => {
                     progress.succeeded(&node);
                     delay = buffer.retry_min;
@@ -197,7 +191,7 @@ async fn wait_for(
 }
 
 /// Replays one batch from the head of the queue; `Err` when the node failed.
-async fn drain_once(node: &Arc<Node>, client: &HttpClient) -> Result<(), String> {
+async fn drain_once(node: &Arc<Node>) -> Result<(), String> {
     let queue = node.queue().clone();
     let batch = tokio::task::spawn_blocking(move || queue.peek_batch(BATCH_BYTES, BATCH_RECORDS))
         .await
@@ -206,7 +200,7 @@ async fn drain_once(node: &Arc<Node>, client: &HttpClient) -> Result<(), String>
     let started = Instant::now();
     let mut done = 0;
     for group in groups(&batch) {
-        let result = send_group(node, client, group).await;
+        let result = send_group(node, group).await;
         // commit what the node has before giving up on the rest
         let last = group.last().map(|(position, _)| *position);
         match (result, last) {
@@ -258,13 +252,9 @@ fn joinable(a: &Record, b: &Record) -> bool {
 }
 
 /// Sends a group; on a 4xx for several records, falls back to one by one.
-async fn send_group(
-    node: &Arc<Node>,
-    client: &HttpClient,
-    group: &[(Position, Record)],
-) -> Result<(), String> {
+async fn send_group(node: &Arc<Node>, group: &[(Position, Record)]) -> Result<(), String> {
     let records: Vec<&Record> = group.iter().map(|(_, r)| r).collect();
-    match send(node, client, &records).await {
+    match send(node, &records).await {
         Sent::Ok => {
             let bytes = records.iter().map(|r| r.encoded_len()).sum();
             node.metrics().replayed(records.len() as u64, bytes);
@@ -273,7 +263,7 @@ async fn send_group(
         Sent::Retry(message) => Err(message),
         Sent::Rejected(_) if group.len() > 1 => {
             let mut rejected = Rejected::default();
-            let result = one_by_one(node, client, group, &mut rejected).await;
+            let result = one_by_one(node, group, &mut rejected).await;
             rejected.log(node);
             result
         }
@@ -290,12 +280,11 @@ async fn send_group(
 /// Sends a group record by record after the node rejected it whole.
 async fn one_by_one(
     node: &Arc<Node>,
-    client: &HttpClient,
     group: &[(Position, Record)],
     rejected: &mut Rejected,
 ) -> Result<(), String> {
     for (position, record) in group {
-        match send(node, client, &[record]).await {
+        match send(node, &[record]).await {
             Sent::Ok => node.metrics().replayed(1, record.encoded_len()),
             Sent::Retry(message) => return Err(message),
             Sent::Rejected(reason) => {
@@ -352,7 +341,7 @@ enum Sent {
 }
 
 /// Sends records that [`joinable`] put together (or one statement).
-async fn send(node: &Arc<Node>, client: &HttpClient, records: &[&Record]) -> Sent {
+async fn send(node: &Arc<Node>, records: &[&Record]) -> Sent {
     let Some(first) = records.first() else {
         return Sent::Ok;
     };
@@ -380,7 +369,7 @@ async fn send(node: &Arc<Node>, client: &HttpClient, records: &[&Record]) -> Sen
     }
     let attempt = async {
         let response = node
-            .send(client, request, payload, None)
+            .send(request, payload, None)
             .await
             .map_err(|e| e.to_string())?;
         let status = response.status();

@@ -21,4 +21,4 @@ pub mod source;
 pub mod table;
 
 pub use live::LiveTable;
-pub use table::{Cluster, RoutingTable, TableSource};
+pub use table::{BuildError, Cluster, RoutingTable, TableSource};

@@ -4,7 +4,9 @@
 //! A table is built once from a validated configuration and never changed;
 //! a new table replaces it as a whole (see [`super::live`]). Nodes are
 //! `Arc`s so that a later table can keep the same node (and its health and
-//! counters) when only the topology around it changes.
+//! counters) when only the topology around it changes. The table also holds
+//! the HTTP clients its nodes send through ([`Clients`]), handed on to the
+//! next table so that connection pools survive a reload.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,8 +15,10 @@ use std::time::SystemTime;
 
 use crate::config::Config;
 use crate::monitor::Monitor;
+use crate::node::client::Clients;
 use crate::node::Node;
 use crate::queue::{Queue, QueueConfig, QueueError};
+use crate::tls::TlsError;
 
 use super::rules::{DbRules, Rules};
 
@@ -51,6 +55,18 @@ pub struct TableSource {
     pub loaded_at: SystemTime,
 }
 
+/// Why a routing table could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot open a node queue: {0}")]
+    Queue(#[from] QueueError),
+    #[error("cannot set up TLS towards the nodes of cluster {cluster:?}: {error}")]
+    Tls {
+        cluster: String,
+        error: Box<TlsError>,
+    },
+}
+
 /// An immutable routing snapshot.
 #[derive(Debug)]
 pub struct RoutingTable {
@@ -61,12 +77,14 @@ pub struct RoutingTable {
     default_cluster: usize,
     clusters: Vec<Cluster>,
     rules: Rules,
+    clients: Clients,
 }
 
 impl RoutingTable {
     /// Builds a table from a validated config, reusing nodes from `previous`
-    /// where name, cluster, URL and mode are unchanged (and a node's queue
-    /// whenever name and cluster are), and opening the queues of new nodes.
+    /// where name, cluster, URL, mode and TLS client are unchanged (and a
+    /// node's queue whenever name and cluster are), opening the queues of new
+    /// nodes and reading the `ca_file` of clusters with `https://` nodes.
     /// New nodes get their metric handles from `monitor`.
     pub fn build(
         config: &Config,
@@ -74,12 +92,21 @@ impl RoutingTable {
         source: &str,
         previous: Option<&RoutingTable>,
         monitor: &Monitor,
-    ) -> Result<RoutingTable, QueueError> {
+    ) -> Result<RoutingTable, BuildError> {
         let reusable = previous
             .map(RoutingTable::nodes_by_name)
             .unwrap_or_default();
+        let old_clients = previous.map(|p| &p.clients);
+        let mut clients = Clients::after(old_clients);
         let mut clusters = Vec::with_capacity(config.clusters.len());
         for cluster in &config.clusters {
+            let cluster_clients =
+                clients
+                    .for_cluster(cluster, old_clients)
+                    .map_err(|error| BuildError::Tls {
+                        cluster: cluster.name.clone(),
+                        error: Box::new(error),
+                    })?;
             let mut nodes = Vec::with_capacity(cluster.nodes.len());
             for node in &cluster.nodes {
                 let old = reusable
@@ -94,6 +121,7 @@ impl RoutingTable {
                     node,
                     queue,
                     monitor.node(&cluster.name, &node.name),
+                    cluster_clients.for_node(node),
                 );
                 nodes.push(match old {
                     Some(old) if same_node(old, &fresh) => Arc::clone(old),
@@ -122,6 +150,7 @@ impl RoutingTable {
             default_cluster,
             clusters,
             rules,
+            clients,
         })
     }
 
@@ -222,12 +251,16 @@ fn open_queue(config: &Config, cluster: &str, node: &str) -> Result<Queue, Queue
 }
 
 fn same_node(a: &Node, b: &Node) -> bool {
-    a.cluster() == b.cluster() && a.base_url() == b.base_url() && a.mode() == b.mode()
+    a.cluster() == b.cluster()
+        && a.base_url() == b.base_url()
+        && a.mode() == b.mode()
+        && a.client().same(b.client())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::NodeClient;
 
     #[test]
     fn lookups_follow_the_routes_of_the_config() {
@@ -271,5 +304,93 @@ cluster = "k8s"
             "k8s"
         );
         assert_eq!(table.rules().len(), 2);
+    }
+
+    /// A config with an `http://` node and an `https://` node whose cluster
+    /// trusts `ca_file`.
+    fn mixed(dir: &std::path::Path, ca_file: &std::path::Path) -> Config {
+        let text = format!(
+            r#"
+[buffer]
+dir = {:?}
+[[cluster]]
+name = "main"
+ca_file = {:?}
+nodes = [
+  {{ name = "plain", url = "http://127.0.0.1:1" }},
+  {{ name = "secure", url = "https://127.0.0.1:2" }},
+]
+"#,
+            dir.display().to_string(),
+            ca_file.display().to_string()
+        );
+        Config::from_toml_str(&text, "t.toml").unwrap()
+    }
+
+    fn write_ca(path: &std::path::Path) {
+        let ca = rcgen::generate_simple_self_signed(vec!["ca".to_owned()]).unwrap();
+        std::fs::write(path, ca.cert.pem()).unwrap();
+    }
+
+    #[test]
+    fn nodes_keep_their_clients_across_tables_until_the_ca_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        write_ca(&ca);
+        let config = mixed(dir.path(), &ca);
+        let first = RoutingTable::build(
+            &config,
+            1,
+            "test",
+            None,
+            &crate::monitor::Monitor::new(None),
+        )
+        .unwrap();
+        let node = |table: &RoutingTable, i: usize| table.clusters()[0].nodes[i].clone();
+        assert!(matches!(node(&first, 0).client(), NodeClient::Plain(_)));
+        assert!(matches!(node(&first, 1).client(), NodeClient::Tls(_)));
+
+        let second = RoutingTable::build(
+            &config,
+            2,
+            "test",
+            Some(&first),
+            &crate::monitor::Monitor::new(None),
+        )
+        .unwrap();
+        assert!(Arc::ptr_eq(&node(&first, 0), &node(&second, 0)));
+        assert!(Arc::ptr_eq(&node(&first, 1), &node(&second, 1)));
+
+        write_ca(&ca);
+        let third = RoutingTable::build(
+            &config,
+            3,
+            "test",
+            Some(&second),
+            &crate::monitor::Monitor::new(None),
+        )
+        .unwrap();
+        assert!(Arc::ptr_eq(&node(&second, 0), &node(&third, 0)));
+        assert!(
+            !Arc::ptr_eq(&node(&second, 1), &node(&third, 1)),
+            "a new CA means a new client and a new node"
+        );
+        assert!(!node(&second, 1).client().same(node(&third, 1).client()));
+
+        std::fs::remove_file(&ca).unwrap();
+        let error = RoutingTable::build(
+            &config,
+            4,
+            "test",
+            Some(&third),
+            &crate::monitor::Monitor::new(None),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().starts_with(
+                "cannot set up TLS towards the nodes of cluster \"main\": cannot read ca_file"
+            ),
+            "{error}"
+        );
     }
 }

@@ -111,8 +111,8 @@ pub(super) async fn broadcast(
     let forward = Arc::new(forward);
     let mut tasks = JoinSet::new();
     for (index, node) in nodes.into_iter().enumerate() {
-        let (shared, forward, statement) = (shared.clone(), forward.clone(), statement.clone());
-        tasks.spawn(async move { (index, apply(&shared, &node, &forward, &statement).await) });
+        let (forward, statement) = (forward.clone(), statement.clone());
+        tasks.spawn(async move { (index, apply(&node, &forward, &statement).await) });
     }
     let mut answers: Vec<(usize, AdminAnswer)> = tasks.join_all().await;
     answers.sort_by_key(|(index, _)| *index);
@@ -158,16 +158,11 @@ fn statement_record(q: &str, db: &str) -> Record {
 }
 
 /// Applies the statement on one node now, or queues it when the node is down.
-async fn apply(
-    shared: &Shared,
-    node: &Arc<Node>,
-    forward: &Forward,
-    statement: &Record,
-) -> AdminAnswer {
+async fn apply(node: &Arc<Node>, forward: &Forward, statement: &Record) -> AdminAnswer {
     let reason = if node.must_queue() {
         None
     } else {
-        match direct(shared, node, forward).await {
+        match direct(node, forward).await {
             Ok((head, body)) if !head.status().is_server_error() => {
                 return AdminAnswer {
                     node: node.name().to_string(),
@@ -188,20 +183,10 @@ async fn apply(
     }
 }
 
-async fn direct(
-    shared: &Shared,
-    node: &Arc<Node>,
-    forward: &Forward,
-) -> Result<(Response<()>, Bytes), String> {
-    let response = send_as(
-        RequestKind::Admin,
-        shared,
-        node,
-        forward,
-        Some(ADMIN_TIMEOUT),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+async fn direct(node: &Arc<Node>, forward: &Forward) -> Result<(Response<()>, Bytes), String> {
+    let response = send_as(RequestKind::Admin, node, forward, Some(ADMIN_TIMEOUT))
+        .await
+        .map_err(|e| e.to_string())?;
     let (parts, body) = response.into_parts();
     let collect = http_body_util::Limited::new(body, MAX_ADMIN_ANSWER).collect();
     let bytes = tokio::time::timeout(ADMIN_TIMEOUT, collect)

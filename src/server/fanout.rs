@@ -129,20 +129,19 @@ async fn deliver(shared: &Shared, node: &Arc<Node>, send: &Arc<WriteSend>) -> Ou
 
 async fn direct(shared: &Shared, node: &Arc<Node>, send: &WriteSend) -> Outcome {
     let timeout = shared.config.write.timeout;
-    match tokio::time::timeout(timeout, attempt(shared, node, send)).await {
+    match tokio::time::timeout(timeout, attempt(node, send)).await {
         Ok(outcome) => outcome,
         Err(_) => Outcome::Failed(format!("timed out after {timeout:?}")),
     }
 }
 
-async fn attempt(shared: &Shared, node: &Arc<Node>, send: &WriteSend) -> Outcome {
+async fn attempt(node: &Arc<Node>, send: &WriteSend) -> Outcome {
     let body = send.record.body.clone();
-    attempt_payload(shared, node, &send.path, &send.headers, body).await
+    attempt_payload(node, &send.path, &send.headers, body).await
 }
 
 /// One POST of `body` to `path` on `node`, and what the node made of it.
 pub(super) async fn attempt_payload(
-    shared: &Shared,
     node: &Arc<Node>,
     path: &str,
     headers: &HeaderMap,
@@ -152,7 +151,7 @@ pub(super) async fn attempt_payload(
     if let Some(request_headers) = request.headers_mut() {
         request_headers.extend(headers.clone());
     }
-    let response = match node.send(&shared.client, request, body, None).await {
+    let response = match node.send(request, body, None).await {
         Ok(response) => response,
         Err(e) => return Outcome::Failed(e.to_string()),
     };

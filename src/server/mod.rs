@@ -11,13 +11,14 @@
 //! * [`body`]: reading request bodies within their limits.
 //! * [`udp`]: line protocol datagrams on `server.udp_bind`, into the same write path.
 //! * [`error`]: handler errors and the one function that renders them.
+//! * [`tls`]: HTTPS: the TLS handshake before HTTP, when `tls_cert` is set.
 //!
 //! A semaphore permit is taken before `accept`, so at most
-//! `server.max_connections` connections are open. Every request is counted
-//! in [`crate::monitor`] by endpoint and status class when it is answered.
-//! Shutdown stops accepting (and reading UDP datagrams), lets in-flight
-//! requests finish within `server.shutdown_timeout`, and logs when the
-//! deadline cut connections off.
+//! `server.max_connections` connections are open (a connection still in its
+//! TLS handshake counts). Every request is counted in [`crate::monitor`] by
+//! endpoint and status class when it is answered. Shutdown stops accepting
+//! (and reading UDP datagrams), lets in-flight requests finish within
+//! `server.shutdown_timeout`, and logs when the deadline cut connections off.
 
 pub mod admin;
 pub mod body;
@@ -30,6 +31,7 @@ pub mod reload;
 pub mod spread;
 pub mod status;
 pub mod targets;
+pub mod tls;
 pub mod udp;
 pub mod write;
 
@@ -47,7 +49,8 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinHandle;
@@ -55,7 +58,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::monitor::{Endpoint, Monitor};
-use crate::node::{self, HttpClient, NodeResponseBody};
+use crate::node::NodeResponseBody;
 use crate::routing::{LiveTable, RoutingTable};
 use error::ApiError;
 
@@ -72,7 +75,8 @@ pub fn full(body: Full<Bytes>) -> ResponseBody {
 pub struct Shared {
     pub config: Config,
     pub routing: LiveTable,
-    pub client: HttpClient,
+    /// The listener's TLS acceptor when `tls_cert` and `tls_key` are set.
+    pub https: Option<tls::Https>,
     pub started: Instant,
     /// Node sends that outlive the request that started them (a write answered
     /// at consistency `one` while slower nodes are still being written to).
@@ -110,22 +114,46 @@ pub enum StartError {
     Queue(#[from] crate::queue::QueueError),
     #[error("invalid configuration:\n{0}")]
     Config(#[from] crate::config::ConfigError),
+    #[error("cannot serve HTTPS: {0}")]
+    ListenerTls(Box<crate::tls::TlsError>),
+    #[error("cannot set up TLS towards the nodes of cluster {cluster:?}: {error}")]
+    NodeTls {
+        cluster: String,
+        error: Box<crate::tls::TlsError>,
+    },
+}
+
+impl From<crate::routing::BuildError> for StartError {
+    fn from(error: crate::routing::BuildError) -> Self {
+        match error {
+            crate::routing::BuildError::Queue(e) => StartError::Queue(e),
+            crate::routing::BuildError::Tls { cluster, error } => {
+                StartError::NodeTls { cluster, error }
+            }
+        }
+    }
 }
 
 impl Shared {
     /// Builds the shared state and the first routing table from `config`,
-    /// opening every node's queue.
+    /// opening every node's queue and reading the TLS files.
     pub fn new(
         config: Config,
         source: &str,
         config_file: Option<PathBuf>,
     ) -> Result<Arc<Shared>, StartError> {
+        let https = match &config.server.tls {
+            Some(files) => {
+                Some(tls::Https::new(files).map_err(|e| StartError::ListenerTls(Box::new(e)))?)
+            }
+            None => None,
+        };
         let monitor = Monitor::new(config.metrics.self_database.as_deref());
         let table = RoutingTable::build(&config, 1, source, None, &monitor)?;
         let orphans = crate::routing::orphans::find(&config);
         Ok(Arc::new(Shared {
             routing: LiveTable::new(table),
-            client: node::client::build(),
+            https,
             started: Instant::now(),
             background: TaskTracker::new(),
             orphans,
@@ -163,9 +191,14 @@ impl RunningRouter {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` when the listener has TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.shared.https.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -288,7 +321,17 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
             },
             _ = &mut shutdown => break,
         };
-        serve_connection(&shared, &graceful, stream, permit);
+        let _ = stream.set_nodelay(true);
+        match &shared.https {
+            None => {
+                let connection = serve_connection(&shared, graceful.watcher(), stream);
+                tokio::spawn(async move {
+                    connection.await;
+                    drop(permit);
+                });
+            }
+            Some(https) => https.accept(&shared, graceful.watcher(), stream, permit),
+        }
     }
     drop(listener);
     shared.udp.stop().await;
@@ -328,13 +371,16 @@ async fn stop_monitoring(tasks: Vec<JoinHandle<()>>) {
 /// How long shutdown waits for a self-monitoring write in progress.
 const MONITORING_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn serve_connection(
+/// Serves HTTP/1.1 on one connection (a TCP stream, or a TLS stream over
+/// one) until it closes or `watcher` sees shutdown.
+fn serve_connection<I>(
     shared: &Arc<Shared>,
-    graceful: &GracefulShutdown,
-    stream: tokio::net::TcpStream,
-    permit: tokio::sync::OwnedSemaphorePermit,
-) {
-    let _ = stream.set_nodelay(true);
+    watcher: Watcher,
+    io: I,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let open = shared.monitor.connection_opened();
     let service_state = shared.clone();
     let service = service_fn(move |request| {
@@ -345,14 +391,14 @@ fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(shared.config.server.read_timeout)
         .max_buf_size(READ_BUFFER_MAX)
-        .serve_connection(TokioIo::new(stream), service);
-    let connection = graceful.watch(connection);
-    tokio::spawn(async move {
+        .serve_connection(TokioIo::new(io), service);
+    let connection = watcher.watch(connection);
+    async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "connection ended with an error");
         }
-        drop((open, permit));
-    });
+        drop(open);
+    }
 }
 
 /// The largest read buffer of a client connection. Body chunks are cut from

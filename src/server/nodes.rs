@@ -48,16 +48,15 @@ impl NodeTasks {
 
     fn start(&self, shared: &Shared, node: &Arc<Node>) -> Running {
         let (stop, stopped) = watch::channel(false);
-        let (client, health) = (shared.client.clone(), shared.config.health.clone());
+        let health = shared.config.health.clone();
         self.tracker.spawn(node::health::run_checks(
             node.clone(),
-            client.clone(),
             health,
             stopped.clone(),
         ));
         let buffer = shared.config.buffer.clone();
         self.tracker
-            .spawn(node::replay::run(node.clone(), client, buffer, stopped));
+            .spawn(node::replay::run(node.clone(), buffer, stopped));
         Running {
             node: node.clone(),
             stop,

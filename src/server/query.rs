@@ -133,18 +133,16 @@ fn query_headers(client: &HeaderMap) -> HeaderMap {
 }
 
 pub(super) async fn send(
-    shared: &Shared,
     node: &Arc<Node>,
     forward: &Forward,
     timeout: Option<Duration>,
 ) -> Result<Response<NodeResponseBody>, NodeError> {
-    send_as(RequestKind::Query, shared, node, forward, timeout).await
+    send_as(RequestKind::Query, node, forward, timeout).await
 }
 
 /// [`send`], counted in the node's metrics as `kind`.
 pub(super) async fn send_as(
     kind: RequestKind,
-    shared: &Shared,
     node: &Arc<Node>,
     forward: &Forward,
     timeout: Option<Duration>,
@@ -155,8 +153,7 @@ pub(super) async fn send_as(
     if let Some(headers) = request.headers_mut() {
         headers.extend(forward.headers.clone());
     }
-    node.send(&shared.client, request, forward.body.clone(), timeout)
-        .await
+    node.send(request, forward.body.clone(), timeout).await
 }
 
 /// Sends a read to one node, failing over on connection errors and 5xx.
@@ -171,21 +168,18 @@ async fn read(
     let clusters = super::targets::read_clusters(&table, &params.db, statements);
     match clusters.as_slice() {
         [] => Ok(relay(
-            read_one(shared, table.cluster_for(&params.db), &forward).await?,
+            read_one(table.cluster_for(&params.db), &forward).await?,
         )),
-        [one] => Ok(relay(
-            read_one(shared, &table.clusters()[*one], &forward).await?,
-        )),
+        [one] => Ok(relay(read_one(&table.clusters()[*one], &forward).await?)),
         several => {
             let clusters: Vec<&Cluster> = several.iter().map(|i| &table.clusters()[*i]).collect();
-            super::spread::read_across(shared, &clusters, q, &forward).await
+            super::spread::read_across(&clusters, q, &forward).await
         }
     }
 }
 
 /// Asks one node of `cluster`, failing over on connection errors and 5xx.
 pub(super) async fn read_one(
-    shared: &Arc<Shared>,
     cluster: &Cluster,
     forward: &Forward,
 ) -> Result<Response<NodeResponseBody>, ApiError> {
@@ -199,7 +193,7 @@ pub(super) async fn read_one(
     let mut failures = Vec::new();
     let mut all_timeouts = true;
     for node in candidates {
-        match send(shared, &node, forward, None).await {
+        match send(&node, forward, None).await {
             Ok(response) if response.status().is_server_error() => {
                 all_timeouts = false;
                 failures.push(format!("{}: answered {}", node.name(), response.status()));

@@ -157,13 +157,7 @@ fn publish(shared: &Arc<Shared>, running: &mut Config, config: Config, origin: &
     let table = match RoutingTable::build(&config, version, origin, Some(&current), &shared.monitor)
     {
         Ok(table) => table,
-        Err(e) => {
-            return refuse(
-                shared,
-                origin,
-                vec![format!("{origin}: cannot open a node queue: {e}")],
-            )
-        }
+        Err(e) => return refuse(shared, origin, vec![format!("{origin}: {e}")]),
     };
     shared.routing.publish(table);
     *running = config;

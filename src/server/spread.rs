@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full};
 
 use super::error::ApiError;
 use super::query::{read_one, Forward};
-use super::{full, ResponseBody, Shared};
+use super::{full, ResponseBody};
 use crate::payload::Payload;
 use crate::protocol::merge::{merge_answers, plans, rewrite_for_fanout};
 use crate::protocol::{influxql, response};
@@ -30,7 +30,6 @@ const REPLACED: [&str; 3] = ["q", "chunked", "chunk_size"];
 
 /// Asks one node in each of `clusters` and merges the answers.
 pub(super) async fn read_across(
-    shared: &Arc<Shared>,
     clusters: &[&Cluster],
     q: &str,
     forward: &Forward,
@@ -38,7 +37,7 @@ pub(super) async fn read_across(
     let fanned = Arc::new(fan_out_request(forward, q));
     let mut parts = Vec::with_capacity(clusters.len());
     for cluster in clusters {
-        let response = read_one(shared, cluster, &fanned).await?;
+        let response = read_one(cluster, &fanned).await?;
         let status = response.status();
         let body = http_body_util::Limited::new(response.into_body(), MAX_PART)
             .collect()

@@ -100,8 +100,15 @@ pub fn health(shared: &Shared) -> Response<ResponseBody> {
     response::json(status, &body).map(full)
 }
 
+/// A node's entry in `/health`; an unhealthy node says what went wrong last.
 fn node_health(node: &Node) -> Value {
-    json!({ "name": node.name(), "url": node.base_url(), "mode": node.mode().to_string(), "healthy": node.is_healthy() })
+    let healthy = node.is_healthy();
+    let error = if healthy {
+        None
+    } else {
+        node.detail().last_error
+    };
+    json!({ "name": node.name(), "url": node.base_url(), "mode": node.mode().to_string(), "healthy": healthy, "last_error": error })
 }
 
 /// `GET /status`.

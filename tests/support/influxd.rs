@@ -6,6 +6,10 @@
 //! (the one tests and the router talk to) and RPC (the top-level
 //! `bind-address`, 8088 by default, where two instances would collide first).
 //!
+//! [`Influxd::start_https`] serves the HTTP API over HTTPS instead
+//! (`https-enabled` with a test certificate, see [`super::tls`]); the
+//! harness then talks to it trusting the given CA.
+//!
 //! The process is started through a tiny `sh` watchdog: the watchdog holds the
 //! read end of a pipe whose write end only the test process holds. Stopping
 //! closes the pipe and the watchdog SIGKILLs `influxd`; and should the test
@@ -17,7 +21,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -59,7 +63,26 @@ pub struct Influxd {
     /// `None` while stopped. Behind a mutex so that a shared `&Influxd` can be
     /// stopped and started again.
     process: Mutex<Option<Running>>,
-    client: reqwest::Client,
+    client: HarnessClient,
+    /// Certificate and key when the API is served over HTTPS.
+    https: Option<HttpsFiles>,
+}
+
+/// The PEM files of an `influxd` that serves HTTPS.
+#[derive(Debug, Clone)]
+pub struct HttpsFiles {
+    /// `[http] https-certificate`.
+    pub cert: PathBuf,
+    /// `[http] https-private-key`.
+    pub key: PathBuf,
+    /// The CA the harness trusts to talk to it.
+    pub ca: PathBuf,
+}
+
+/// How the harness itself talks to the server.
+enum HarnessClient {
+    Plain(reqwest::Client),
+    Https(super::tls::HttpsClient),
 }
 
 /// The watchdog shell and the pipe that keeps `influxd` alive.
@@ -77,19 +100,35 @@ impl Influxd {
     /// Panics if `influxd` is not on `PATH`, or (with the tail of its log) if
     /// it does not come up.
     pub fn start() -> Influxd {
+        Influxd::start_with(None)
+    }
+
+    /// Like [`start`](Self::start), serving the HTTP API over HTTPS with
+    /// `files` (`https-enabled = true`); [`url`](Self::url) is then
+    /// `https://127.0.0.1:PORT`, and the harness trusts `files.ca`.
+    pub fn start_https(files: HttpsFiles) -> Influxd {
+        Influxd::start_with(Some(files))
+    }
+
+    fn start_with(https: Option<HttpsFiles>) -> Influxd {
         let binary = find_on_path("influxd").unwrap_or_else(|| panic!("{NOT_INSTALLED}"));
         let dir = tempfile::Builder::new()
             .prefix("influxd-test-")
             .tempdir()
             .expect("cannot create a temporary directory for influxd");
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            // Never reuse connections: an `Influxd` may outlive the runtime
-            // that first used it, and pooled connections would die with it.
-            .pool_max_idle_per_host(0)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("cannot build an HTTP client");
+        // Never reuse connections: an `Influxd` may outlive the runtime
+        // that first used it, and pooled connections would die with it.
+        let client = match &https {
+            None => HarnessClient::Plain(
+                reqwest::Client::builder()
+                    .no_proxy()
+                    .pool_max_idle_per_host(0)
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .expect("cannot build an HTTP client"),
+            ),
+            Some(files) => HarnessClient::Https(super::tls::HttpsClient::trusting(&files.ca)),
+        };
         let mut influxd = Influxd {
             http_port: 0,
             rpc_port: 0,
@@ -97,6 +136,7 @@ impl Influxd {
             dir,
             process: Mutex::new(None),
             client,
+            https,
         };
         for attempt in 1..=START_ATTEMPTS {
             let (http_port, rpc_port) = super::free_port_pair();
@@ -112,9 +152,15 @@ impl Influxd {
         unreachable!("the last attempt either returns or panics")
     }
 
-    /// `http://127.0.0.1:PORT`, the HTTP API.
+    /// `http://127.0.0.1:PORT`, the HTTP API (`https://` with
+    /// [`start_https`](Self::start_https)).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+        let scheme = if self.https.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.http_port)
     }
 
     /// The HTTP port.
@@ -228,21 +274,14 @@ impl Influxd {
         if let Some(db) = db {
             form.append_pair("db", db);
         }
-        let response = self
-            .client
-            .post(format!("{}/query", self.url()))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(form.finish())
-            .send()
+        let url = format!("{}/query", self.url());
+        let form_type = "application/x-www-form-urlencoded";
+        let (status, body) = self
+            .post(&url, Some(form_type), form.finish())
             .await
-            .unwrap_or_else(|e| panic!("POST {}/query ({q}) failed: {e}", self.url()));
-        let status = response.status();
-        let body = response.bytes().await.expect("reading the /query body");
-        serde_json::from_slice(&body).unwrap_or_else(|e| {
-            panic!(
-                "POST /query ({q}) answered {status} with a body that is not JSON ({e}): {}",
-                String::from_utf8_lossy(&body)
-            )
+            .unwrap_or_else(|e| panic!("POST {url} ({q}) failed: {e}"));
+        serde_json::from_str(&body).unwrap_or_else(|e| {
+            panic!("POST /query ({q}) answered {status} with a body that is not JSON ({e}): {body}")
         })
     }
 
@@ -255,16 +294,36 @@ impl Influxd {
                 .append_pair("db", db)
                 .finish()
         );
-        let response = self
-            .client
-            .post(&url)
-            .body(body.to_owned())
-            .send()
+        let (status, text) = self
+            .post(&url, None, body.to_owned())
             .await
             .unwrap_or_else(|e| panic!("POST {url} failed: {e}"));
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        assert_eq!(status.as_u16(), 204, "POST {url} answered {status}: {text}");
+        assert_eq!(status, 204, "POST {url} answered {status}: {text}");
+    }
+
+    /// `POST url` with the harness client: status and body text.
+    async fn post(
+        &self,
+        url: &str,
+        content_type: Option<&str>,
+        body: String,
+    ) -> Result<(u16, String), String> {
+        match &self.client {
+            HarnessClient::Plain(client) => {
+                let mut request = client.post(url).body(body);
+                if let Some(content_type) = content_type {
+                    request = request.header("Content-Type", content_type);
+                }
+                let response = request.send().await.map_err(|e| e.to_string())?;
+                let status = response.status().as_u16();
+                let text = response.text().await.map_err(|e| e.to_string())?;
+                Ok((status, text))
+            }
+            HarnessClient::Https(client) => {
+                let answer = client.post(url, content_type, body).await?;
+                Ok((answer.status, answer.body))
+            }
+        }
     }
 
     /// `CREATE DATABASE "name"`, asserting that the statement succeeded.
@@ -310,6 +369,14 @@ impl Influxd {
     fn write_config(&self) {
         let root = self.dir.path();
         let path = |name: &str| toml_string(&root.join(name).to_string_lossy());
+        let https = match &self.https {
+            None => String::new(),
+            Some(files) => format!(
+                "  https-enabled = true\n  https-certificate = {}\n  https-private-key = {}\n",
+                toml_string(&files.cert.to_string_lossy()),
+                toml_string(&files.key.to_string_lossy()),
+            ),
+        };
         let config = format!(
             r#"# Written by tests/support/influxd.rs for one test instance.
 reporting-disabled = true
@@ -341,7 +408,7 @@ bind-address = "127.0.0.1:{rpc}"
   log-enabled = false
   write-tracing = false
   pprof-enabled = false
-
+{https}
 [logging]
   level = "error"
   suppress-logo = true
@@ -358,6 +425,7 @@ bind-address = "127.0.0.1:{rpc}"
             meta = path("meta"),
             data = path("data"),
             wal = path("wal"),
+            https = https,
         );
         fs::write(self.config_path(), config).expect("cannot write the influxd config");
     }
@@ -416,7 +484,7 @@ bind-address = "127.0.0.1:{rpc}"
                     StartError::Exited
                 });
             }
-            if ping(self.addr()) {
+            if ping(self.addr(), self.https.as_ref()) {
                 // Make sure it is our process answering, not something that
                 // took the port and made influxd fail to bind.
                 thread::sleep(Duration::from_millis(20));
@@ -474,17 +542,34 @@ enum StartError {
     Timeout,
 }
 
-/// `GET /ping` over a plain blocking socket: true on a 204 from an InfluxDB
-/// (not a fake) server.
-fn ping(addr: SocketAddr) -> bool {
+/// `GET /ping` over a blocking socket (through TLS, trusting `https.ca`,
+/// when given): true on a 204 from an InfluxDB (not a fake) server.
+fn ping(addr: SocketAddr, https: Option<&HttpsFiles>) -> bool {
     let attempt = || -> std::io::Result<bool> {
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
-        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        stream.write_all(
-            format!("GET /ping HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )?;
+        let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+        tcp.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let request = format!("GET /ping HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         let mut answer = Vec::new();
-        stream.read_to_end(&mut answer)?;
+        match https {
+            None => {
+                tcp.write_all(request.as_bytes())?;
+                tcp.read_to_end(&mut answer)?;
+            }
+            Some(files) => {
+                let config: Arc<rustls::ClientConfig> = super::tls::client_config(&files.ca);
+                let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                let session =
+                    rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+                let mut stream = rustls::StreamOwned::new(session, tcp);
+                stream.write_all(request.as_bytes())?;
+                // influxd closes without close_notify: keep what arrived
+                if let Err(e) = stream.read_to_end(&mut answer) {
+                    if answer.is_empty() {
+                        return Err(e);
+                    }
+                }
+            }
+        }
         let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
         Ok(answer.starts_with("http/1.1 204")
             && answer.contains("x-influxdb-version:")

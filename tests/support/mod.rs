@@ -16,8 +16,9 @@
 //!   assert what the router forwarded.
 //!
 //! plus [`router`], which starts the router under test in-process on
-//! 127.0.0.1:0 with a generated configuration, and two small helpers,
-//! [`free_port`] and [`wait_until`].
+//! 127.0.0.1:0 with a generated configuration, [`tls`] (test certificates
+//! and an HTTPS client), and two small helpers, [`free_port`] and
+//! [`wait_until`].
 //!
 //! Ground rules:
 //!
@@ -40,6 +41,7 @@ pub mod influxd;
 pub mod load;
 pub mod router;
 pub mod router_process;
+pub mod tls;
 
 #[allow(unused_imports)]
 pub use fake_node::{Behaviour, FakeNode, Recorded};

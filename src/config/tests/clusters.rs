@@ -22,13 +22,15 @@ fn password_without_username_is_refused() {
 }
 
 #[test]
-fn node_urls_must_be_plain_http_with_a_host() {
+fn node_urls_must_be_http_or_https_with_a_host() {
     for url in [
         "http://a",
         "http://a:8086",
         "http://a:8086/",
         "http://[::1]:8086",
         "http://10.0.0.1",
+        "https://a",
+        "https://127.0.0.1:8086/",
     ] {
         assert!(node_url(url).is_ok(), "{url}");
     }
@@ -40,6 +42,7 @@ fn node_urls_must_be_plain_http_with_a_host() {
         "http://a?x=1",
         "http://a:0",
         "http://a:99999",
+        "https://a/db",
         "",
     ] {
         let (key, message) = only_problem(node_url(url));
@@ -49,10 +52,44 @@ fn node_urls_must_be_plain_http_with_a_host() {
 }
 
 #[test]
-fn https_nodes_are_refused_as_not_supported_yet() {
-    let (_, message) = only_problem(node_url("https://a:8086"));
+fn https_nodes_are_accepted_and_default_to_port_443() {
+    let config = node_url("https://a").unwrap();
+    let node = &config.clusters[0].nodes[0];
+    assert_eq!(node.url.scheme_str(), Some("https"));
+    assert_eq!(node.port(), 443);
+    assert_eq!(
+        node_url("https://a:8086").unwrap().clusters[0].nodes[0].port(),
+        8086
+    );
+}
+
+#[test]
+fn node_urls_with_other_schemes_are_refused() {
+    for url in ["ftp://a", "tcp://a:8086", "unix://a"] {
+        let (key, message) = only_problem(node_url(url));
+        assert_eq!(key, "cluster[0].nodes[0].url");
+        assert!(
+            message.contains("expected an http:// or https:// URL"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn srv_clusters_may_discover_https_nodes() {
+    let cluster = |scheme: &str| {
+        format!(
+            "[routing]\ndefault_cluster = \"main\"\n\
+             [[cluster]]\nname = \"k8s\"\nsrv = \"_x._tcp.influxdb.svc\"\nscheme = {scheme:?}\n"
+        )
+    };
+    let config = with_cluster(&cluster("https")).unwrap();
+    assert_eq!(config.clusters[0].srv.as_ref().unwrap().scheme, "https");
+    let text = cluster("tcp");
+    let (key, message) = only_problem(with_cluster(&text));
+    assert_eq!(key, "cluster[0].scheme");
     assert!(
-        message.contains("https nodes are not supported yet"),
+        message.contains(r#"expected "http" or "https", got "tcp""#),
         "{message}"
     );
 }

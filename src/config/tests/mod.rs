@@ -241,7 +241,7 @@ fn error_display_names_file_key_and_problem() {
     let err = node_url("ftp://x").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "test.toml: cluster[0].nodes[0].url: expected an http:// URL with a host, got \"ftp://x\""
+        "test.toml: cluster[0].nodes[0].url: expected an http:// or https:// URL with a host, got \"ftp://x\""
     );
 }
 
