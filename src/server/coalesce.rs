@@ -171,9 +171,11 @@ fn abandoned() -> Outcome {
 async fn flush(shared: &Shared, batch: Batch) {
     let Batch { node, parts, .. } = batch;
     if parts.len() == 1 {
-        let part = parts.into_iter().next().expect("one part");
-        let outcome = timed(shared, &node, &part.send, part.send.record.body.clone()).await;
-        let _ = part.answer.send(outcome);
+        for part in parts {
+            let body = part.send.record.body.clone();
+            let outcome = timed(shared, &node, &part.send, body).await;
+            let _ = part.answer.send(outcome);
+        }
         return;
     }
     let merged = merge(parts.iter().map(|p| &p.send.record.body));
