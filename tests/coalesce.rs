@@ -87,7 +87,7 @@ async fn writes_for_different_databases_or_users_are_never_merged() {
 }
 
 #[tokio::test]
-async fn a_write_waits_at_most_about_the_delay() {
+async fn a_lone_write_goes_at_once_and_a_waiting_one_at_most_the_delay_later() {
     let node = FakeNode::start();
     let router = RouterBuilder::new()
         .node("a", &node.url())
@@ -95,27 +95,12 @@ async fn a_write_waits_at_most_about_the_delay() {
         .write("coalesce_max_bytes", "\"100B\"")
         .start()
         .await;
+    // nothing in flight: no waiting
     let started = Instant::now();
     assert_eq!(router.write("db=d", "cpu v=1 1").await.status, 204);
-    let alone = started.elapsed();
-    assert!(alone >= Duration::from_millis(190), "{alone:?}");
-    assert!(alone < Duration::from_secs(2), "{alone:?}");
-    // a batch reaching coalesce_max_bytes (4 x 29 bytes) goes out at once
-    let bodies: Vec<String> = (0..4)
-        .map(|i| format!("cpu,host=host-{i} value={i}i 1000"))
-        .collect();
-    assert!(bodies.iter().all(|b| b.len() == 29));
-    let started = Instant::now();
-    let statuses = concurrent_writes(&router, "db=d", &bodies).await;
-    assert!(statuses.iter().all(|&s| s == 204), "{statuses:?}");
-    let requests: Vec<String> = node
-        .requests_to("/write")
-        .iter()
-        .map(|r| r.body_str())
-        .collect();
     assert!(
         started.elapsed() < Duration::from_millis(150),
-        "{:?} {requests:?}",
+        "{:?}",
         started.elapsed()
     );
     // a write as large as the limit is never held back
@@ -128,7 +113,60 @@ async fn a_write_waits_at_most_about_the_delay() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(node.requests_to("/write").len(), 3);
+    assert_eq!(node.requests_to("/write").len(), 2);
+
+    // with a request in flight (the node takes 1.5 s), a second write waits
+    // in a batch, but for no more than the delay
+    node.clear();
+    node.set_behaviour(Behaviour::Slow(Duration::from_millis(1500)));
+    let first = router.write("db=d", "cpu v=2 2");
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        router.write("db=d", "cpu v=3 3").await
+    };
+    let watch = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        node.requests_to("/write").len()
+    };
+    let (first, second, seen_early) = tokio::join!(first, second, watch);
+    assert_eq!((first.status, second.status), (204, 204));
+    assert_eq!(
+        seen_early, 2,
+        "the waiting write was sent after the delay, not after the first answer"
+    );
+}
+
+#[tokio::test]
+async fn writes_arriving_while_one_is_in_flight_go_out_together_when_it_is_answered() {
+    let node = FakeNode::start();
+    node.set_behaviour(Behaviour::Slow(Duration::from_millis(300)));
+    let router = RouterBuilder::new()
+        .node("a", &node.url())
+        .write("coalesce_delay", "\"5s\"")
+        .write("timeout", "\"10s\"")
+        .start()
+        .await;
+    let first = router.write("db=d", "cpu v=0 1");
+    let rest = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        concurrent_writes(&router, "db=d", &lines("mem", 10)).await
+    };
+    let started = Instant::now();
+    let (first, rest) = tokio::join!(first, rest);
+    assert_eq!(first.status, 204);
+    assert!(rest.iter().all(|&s| s == 204), "{rest:?}");
+    // the batch left when the first answer came, long before the 5 s delay
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let bodies: Vec<usize> = node
+        .requests_to("/write")
+        .iter()
+        .map(|r| r.body_str().lines().count())
+        .collect();
+    assert_eq!(bodies, [1, 10]);
 }
 
 #[tokio::test]

@@ -2,13 +2,16 @@
 //! coalesce_delay` and `coalesce_max_bytes`).
 //!
 //! InfluxDB ingests one 5,000-line request far more cheaply than 500 requests
-//! of 10 lines. With coalescing on, a small write for a node waits at most
-//! `coalesce_delay` in a batch with the other writes for the same node and
-//! the same `/write?…` path (database, retention policy, precision and
-//! credentials) and headers; the batch goes out as one request when the delay
-//! is over or when it reaches `coalesce_max_bytes`. The first write of a batch
-//! leads it: it sleeps out the delay and sends. Gzip bodies and bodies of at
-//! least `coalesce_max_bytes` are never merged.
+//! of 10 lines. With coalescing on, writes for the same node and the same
+//! `/write?…` path (database, retention policy, precision and credentials)
+//! and headers share requests, the way Nagle's algorithm shares packets: a
+//! write goes out at once when no request for its key is in flight;
+//! otherwise it joins a batch, which goes out as one request as soon as the
+//! request in flight is answered, when it reaches `coalesce_max_bytes`, or
+//! when its first write has waited `coalesce_delay`, whichever comes first.
+//! So a lone write waits for nothing, and under load the batches grow with
+//! the node's answer time. Gzip bodies and bodies of at least
+//! `coalesce_max_bytes` are never merged.
 //!
 //! Every write still gets its own [`Outcome`], so each client is answered by
 //! its own consistency level: when the merged request is acknowledged, every
@@ -70,7 +73,26 @@ pub struct Coalescer {
 #[derive(Debug, Default)]
 struct Pending {
     next_id: u64,
-    batches: HashMap<Arc<BatchKey>, Batch>,
+    slots: HashMap<Arc<BatchKey>, Slot>,
+}
+
+/// One key's requests in flight and the batch waiting for them.
+#[derive(Debug, Default)]
+struct Slot {
+    in_flight: usize,
+    batch: Option<Batch>,
+}
+
+/// What a write does after it was registered.
+enum Plan {
+    /// Nothing in flight: send it now, alone.
+    Alone,
+    /// First of a new batch: wait for the delay (or an earlier send).
+    Lead(u64),
+    /// It filled the batch: send the batch now.
+    Full(Batch),
+    /// Joined a batch someone else sends.
+    Join,
 }
 
 impl Coalescer {
@@ -92,12 +114,12 @@ impl Coalescer {
     /// made of this write.
     pub async fn submit(
         &self,
-        shared: &Shared,
+        shared: &Arc<Shared>,
         node: &Arc<Node>,
         send: &Arc<WriteSend>,
     ) -> Outcome {
-        let (answer, outcome) = oneshot::channel();
-        let key = BatchKey {
+        let (answer, mut outcome) = oneshot::channel();
+        let key = Arc::new(BatchKey {
             node: Arc::as_ptr(node) as usize,
             path: send.path.clone(),
             headers: send
@@ -105,60 +127,119 @@ impl Coalescer {
                 .iter()
                 .map(|(name, value)| (name.clone(), value.clone()))
                 .collect(),
-        };
-        let (lead, full) = {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            let part = Part {
-                send: send.clone(),
-                answer,
-            };
-            let size = send.record.body.len();
-            match pending.batches.get_mut(&key) {
-                Some(batch) => {
-                    batch.bytes += size;
-                    batch.parts.push(part);
-                    let full = (batch.bytes >= self.config.max_bytes)
-                        .then(|| pending.batches.remove(&key))
-                        .flatten();
-                    (None, full)
-                }
-                None => {
-                    let id = pending.next_id;
-                    pending.next_id += 1;
-                    let key = Arc::new(key);
-                    let batch = Batch {
-                        id,
-                        node: node.clone(),
-                        parts: vec![part],
-                        bytes: size,
-                    };
-                    pending.batches.insert(key.clone(), batch);
-                    (Some((key, id)), None)
+        });
+        let size = send.record.body.len();
+        let plan = {
+            let mut pending = self.lock();
+            let next_id = pending.next_id;
+            let slot = pending.slots.entry(key.clone()).or_default();
+            if slot.in_flight == 0 && slot.batch.is_none() {
+                slot.in_flight += 1;
+                Plan::Alone
+            } else {
+                let part = Part {
+                    send: send.clone(),
+                    answer,
+                };
+                match slot.batch.take() {
+                    Some(mut batch) => {
+                        batch.bytes += size;
+                        batch.parts.push(part);
+                        if batch.bytes >= self.config.max_bytes {
+                            slot.in_flight += 1;
+                            Plan::Full(batch)
+                        } else {
+                            slot.batch = Some(batch);
+                            Plan::Join
+                        }
+                    }
+                    None => {
+                        slot.batch = Some(Batch {
+                            id: next_id,
+                            node: node.clone(),
+                            parts: vec![part],
+                            bytes: size,
+                        });
+                        pending.next_id += 1;
+                        Plan::Lead(next_id)
+                    }
                 }
             }
         };
-        if let Some(batch) = full {
-            flush(shared, batch).await;
-        } else if let Some((key, id)) = lead {
-            let mut outcome = outcome;
-            tokio::select! {
-                // sent early by the write that filled it
-                answered = &mut outcome => return answered.unwrap_or_else(|_| abandoned()),
-                _ = tokio::time::sleep(self.config.delay) => {}
+        match plan {
+            Plan::Alone => {
+                let outcome = timed(shared, node, send, send.record.body.clone()).await;
+                self.answered(shared, &key);
+                return outcome;
             }
-            let batch = {
-                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-                match pending.batches.get(&*key) {
-                    Some(batch) if batch.id == id => pending.batches.remove(&*key),
-                    _ => None,
-                }
-            };
-            if let Some(batch) = batch {
+            Plan::Full(batch) => {
                 flush(shared, batch).await;
+                self.answered(shared, &key);
             }
-            return outcome.await.unwrap_or_else(|_| abandoned());
+            Plan::Lead(id) => {
+                tokio::select! {
+                    // sent before the delay was over
+                    answered = &mut outcome => return answered.unwrap_or_else(|_| abandoned()),
+                    _ = tokio::time::sleep(self.config.delay) => {}
+                }
+                let batch = {
+                    let mut pending = self.lock();
+                    pending.slots.get_mut(&key).and_then(|slot| {
+                        let ours = slot.batch.as_ref().is_some_and(|b| b.id == id);
+                        let batch = if ours { slot.batch.take() } else { None };
+                        if batch.is_some() {
+                            slot.in_flight += 1;
+                        }
+                        batch
+                    })
+                };
+                if let Some(batch) = batch {
+                    flush(shared, batch).await;
+                    self.answered(shared, &key);
+                }
+            }
+            Plan::Join => {}
         }
         outcome.await.unwrap_or_else(|_| abandoned())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A request for `key` was answered: the batch that gathered meanwhile,
+    /// if any, goes out now, from a task of its own so that the write just
+    /// answered is not kept waiting for it.
+    fn answered(&self, shared: &Arc<Shared>, key: &Arc<BatchKey>) {
+        let batch = {
+            let mut pending = self.lock();
+            let Some(slot) = pending.slots.get_mut(key) else {
+                return;
+            };
+            slot.in_flight = slot.in_flight.saturating_sub(1);
+            match slot.batch.take() {
+                Some(batch) => {
+                    slot.in_flight += 1;
+                    Some(batch)
+                }
+                None => {
+                    if slot.in_flight == 0 {
+                        pending.slots.remove(key);
+                    }
+                    None
+                }
+            }
+        };
+        if let Some(batch) = batch {
+            let (shared, key) = (shared.clone(), key.clone());
+            let task_shared = shared.clone();
+            shared.background.spawn(async move {
+                flush(&task_shared, batch).await;
+                if let Some(coalescer) = &task_shared.coalescer {
+                    coalescer.answered(&task_shared, &key);
+                }
+            });
+        }
     }
 }
 

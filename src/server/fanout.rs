@@ -106,7 +106,7 @@ pub async fn fan_out(
 }
 
 /// Delivers to one node directly when it has no backlog, else through its queue.
-async fn deliver(shared: &Shared, node: &Arc<Node>, send: &Arc<WriteSend>) -> Outcome {
+async fn deliver(shared: &Arc<Shared>, node: &Arc<Node>, send: &Arc<WriteSend>) -> Outcome {
     let reason = if node.must_queue() {
         None
     } else {
