@@ -130,8 +130,9 @@ pub struct WriteConfig {
 }
 
 /// `coalesce_delay` and `coalesce_max_bytes`: small writes for the same node,
-/// database, retention policy, precision and credentials that arrive within
-/// `delay` of each other are sent as one request of at most `max_bytes`.
+/// database, retention policy, precision and credentials that arrive while a
+/// request for them is in flight are sent as one request of at most
+/// `max_bytes`, at most `delay` after the first of them arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CoalesceConfig {
     pub delay: Duration,
