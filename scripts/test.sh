@@ -24,6 +24,23 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
+# Runs `apt-get update` and `apt-get install -y PACKAGES...` as root, through
+# sudo when not root; without either it says what to run and exits.
+sudo=()
+apt_install() {
+    if [[ $(id -u) -ne 0 ]]; then
+        if have sudo; then
+            sudo=(sudo)
+        else
+            echo "error: not root and sudo is not available; as root run:" >&2
+            echo "  apt-get update && apt-get install -y $*" >&2
+            exit 1
+        fi
+    fi
+    ${sudo[@]+"${sudo[@]}"} apt-get update
+    ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
+}
+
 if ! have cargo; then
     echo "error: cargo not found on PATH (install Rust from https://rustup.rs)" >&2
     exit 1
@@ -33,19 +50,7 @@ if ! have influxd || ! have influx; then
     echo "==> influxd/influx not found on PATH."
     echo "    The integration tests run real InfluxDB 1.x servers; installing the Debian"
     echo "    packages influxdb and influxdb-client with apt-get."
-    sudo=()
-    if [[ $(id -u) -ne 0 ]]; then
-        if have sudo; then
-            sudo=(sudo)
-        else
-            echo "error: not root and sudo is not available; as root run:" >&2
-            echo "  apt-get update && apt-get install -y influxdb influxdb-client" >&2
-            exit 1
-        fi
-    fi
-    ${sudo[@]+"${sudo[@]}"} apt-get update
-    ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y influxdb influxdb-client
+    apt_install influxdb influxdb-client
     # The package may have started its own service. The tests never use it
     # (they start private instances on ephemeral ports), so stop and disable
     # the one this script just caused to exist.
@@ -65,19 +70,7 @@ fi
 # /usr/sbin, which is not on every user's PATH.
 if ! have dnsmasq && [[ ! -x /usr/sbin/dnsmasq ]]; then
     echo "==> dnsmasq not found; installing the Debian package dnsmasq-base with apt-get."
-    sudo=()
-    if [[ $(id -u) -ne 0 ]]; then
-        if have sudo; then
-            sudo=(sudo)
-        else
-            echo "error: not root and sudo is not available; as root run:" >&2
-            echo "  apt-get update && apt-get install -y dnsmasq-base" >&2
-            exit 1
-        fi
-    fi
-    ${sudo[@]+"${sudo[@]}"} apt-get update
-    ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y dnsmasq-base
+    apt_install dnsmasq-base
     if ! have dnsmasq && [[ ! -x /usr/sbin/dnsmasq ]]; then
         echo "error: dnsmasq still not found after installing dnsmasq-base" >&2
         exit 1
@@ -88,19 +81,7 @@ fi
 # with systemd-analyze (already there on any systemd host).
 if [[ ! -x /usr/bin/systemd-analyze && ! -x /bin/systemd-analyze ]]; then
     echo "==> systemd-analyze not found; installing the Debian package systemd with apt-get."
-    sudo=()
-    if [[ $(id -u) -ne 0 ]]; then
-        if have sudo; then
-            sudo=(sudo)
-        else
-            echo "error: not root and sudo is not available; as root run:" >&2
-            echo "  apt-get update && apt-get install -y systemd" >&2
-            exit 1
-        fi
-    fi
-    ${sudo[@]+"${sudo[@]}"} apt-get update
-    ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y systemd
+    apt_install systemd
     if [[ ! -x /usr/bin/systemd-analyze && ! -x /bin/systemd-analyze ]]; then
         echo "error: systemd-analyze still not found after installing systemd" >&2
         exit 1
@@ -111,19 +92,7 @@ fi
 # unit test (src/tls.rs) loads them, from the Debian package ca-certificates.
 if [[ ! -s /etc/ssl/certs/ca-certificates.crt ]]; then
     echo "==> system root certificates not found; installing the Debian package ca-certificates with apt-get."
-    sudo=()
-    if [[ $(id -u) -ne 0 ]]; then
-        if have sudo; then
-            sudo=(sudo)
-        else
-            echo "error: not root and sudo is not available; as root run:" >&2
-            echo "  apt-get update && apt-get install -y ca-certificates" >&2
-            exit 1
-        fi
-    fi
-    ${sudo[@]+"${sudo[@]}"} apt-get update
-    ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y ca-certificates
+    apt_install ca-certificates
 fi
 
 # The client tests drive the router with the python `influxdb` library, as
