@@ -1,58 +1,72 @@
-//! The pooled HTTP clients towards nodes, and sending one request.
+//! Connections to nodes: how they are opened, the per-node keep-alive pool,
+//! and sending one request.
 //!
-//! Every `http://` node shares one keep-alive pool (hyper keeps idle
-//! connections per host), so a busy router reuses connections instead of
-//! filling the ephemeral port range with TIME_WAIT sockets. `https://` nodes
-//! go through a TLS client built for their cluster's [`Trust`]; clusters
-//! that trust the same way share it. Each [`Node`] carries the client it
-//! must use ([`NodeClient`]); [`Clients`] hands them out when a routing
-//! table is built, reusing the previous table's so that reloads keep the
-//! pools. Request bodies are [`Payload`]s: reference-counted chunks, cloned
+//! Each [`Node`] keeps its own pool of HTTP/1 connections ([`Pool`]), so a
+//! busy router reuses connections instead of filling the ephemeral port
+//! range with TIME_WAIT sockets, and a routing table swap that keeps a node
+//! keeps its connections. A request takes an idle connection that is ready
+//! and puts it straight back: hyper answers "not ready" for it until its
+//! exchange is over, so the next request takes another one or opens a new
+//! connection. No task is spawned per request and nothing is looked up by
+//! host; one task per connection drives it.
+//!
+//! How a connection is opened is the node's [`NodeClient`]: plain TCP for
+//! `http://` nodes, or TLS verified as its cluster's [`Trust`] says;
+//! clusters that trust the same way share one TLS connector. [`Clients`]
+//! hands them out when a routing table is built, reusing the previous
+//! table's. Request bodies are [`Payload`]s: reference-counted chunks, cloned
 //! per node without copying.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::header::HOST;
+use http::{Request, Response, Uri};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower_service::Service;
 
 use super::{InFlight, Node, RequestKind};
 use crate::config::{ClusterConfig, NodeConfig};
 use crate::payload::{Payload, PayloadBody};
 use crate::tls::{TlsError, Trust};
 
-/// The client shared by every `http://` node.
-pub type HttpClient = Client<HttpConnector, PayloadBody>;
+/// Opens plain TCP connections to `http://` nodes.
+pub type HttpClient = HttpConnector;
 
-/// A client for `https://` nodes verified one way.
-pub type HttpsClient = Client<HttpsConnector<HttpConnector>, PayloadBody>;
+/// Opens TLS connections to `https://` nodes, verified one way.
+pub type HttpsClient = HttpsConnector<HttpConnector>;
 
 /// How long establishing a TCP connection to a node may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Builds the plain client with a keep-alive pool sized for heavy fan-out.
+/// How long a connection may sit unused in a pool before it is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The most connections a node's pool keeps.
+pub const MAX_POOLED: usize = 256;
+
+/// Builds the connector for plain `http://` nodes.
 pub fn build() -> HttpClient {
-    pool(connector())
+    connector()
 }
 
-/// Builds a client for `https://` nodes that verifies them as `trust` says.
+/// Builds a connector for `https://` nodes that verifies them as `trust` says.
 pub fn build_tls(trust: &Trust) -> Result<HttpsClient, TlsError> {
     let mut tcp = connector();
     // the TLS connector hands its https:// addresses to this one
     tcp.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(trust.client_config()?)
         .https_only()
         .enable_http1()
-        .wrap_connector(tcp);
-    Ok(pool(https))
+        .wrap_connector(tcp))
 }
 
 fn connector() -> HttpConnector {
@@ -63,19 +77,7 @@ fn connector() -> HttpConnector {
     connector
 }
 
-fn pool<C>(connector: C) -> Client<C, PayloadBody>
-where
-    C: hyper_util::client::legacy::connect::Connect + Clone,
-{
-    Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(connector)
-}
-
-/// The client one node sends through.
+/// How one node's connections are opened.
 #[derive(Debug, Clone)]
 pub enum NodeClient {
     Plain(HttpClient),
@@ -83,7 +85,7 @@ pub enum NodeClient {
 }
 
 impl NodeClient {
-    /// Whether both are the same client (plain clients of one table always are).
+    /// Whether both open connections the same way (plain ones always do).
     pub fn same(&self, other: &NodeClient) -> bool {
         match (self, other) {
             (NodeClient::Plain(_), NodeClient::Plain(_)) => true,
@@ -92,11 +94,105 @@ impl NodeClient {
         }
     }
 
-    fn request(&self, request: Request<PayloadBody>) -> hyper_util::client::legacy::ResponseFuture {
+    /// Opens a connection to `uri` (`scheme://host:port/`) and starts the
+    /// task that drives it.
+    async fn connect(&self, uri: Uri) -> Result<SendRequest<PayloadBody>, NodeError> {
         match self {
-            NodeClient::Plain(client) => client.request(request),
-            NodeClient::Tls(client) => client.request(request),
+            NodeClient::Plain(connector) => {
+                let io = connector.clone().call(uri).await.map_err(|e| failed(&e))?;
+                handshake(io).await
+            }
+            NodeClient::Tls(connector) => {
+                let io = (**connector)
+                    .clone()
+                    .call(uri)
+                    .await
+                    .map_err(|e| failed(&*e))?;
+                handshake(io).await
+            }
         }
+    }
+}
+
+/// Speaks HTTP/1 over `io`; the connection lives in its own task until the
+/// node or the pool closes it.
+async fn handshake<T>(io: T) -> Result<SendRequest<PayloadBody>, NodeError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|e| failed(&e))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "node connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+fn failed(error: &(dyn std::error::Error + 'static)) -> NodeError {
+    NodeError::Connect(describe(error))
+}
+
+/// One node's keep-alive connections, oldest use first.
+///
+/// A connection goes back into the pool as soon as its request is handed to
+/// it; until its answer has been read, hyper reports it as not ready and
+/// [`Pool::take`] passes over it. Closed connections and those unused for
+/// [`IDLE_TIMEOUT`] are dropped when met.
+#[derive(Debug, Default)]
+pub struct Pool {
+    idle: Mutex<VecDeque<Pooled>>,
+}
+
+#[derive(Debug)]
+struct Pooled {
+    sender: SendRequest<PayloadBody>,
+    used: Instant,
+}
+
+impl Pool {
+    /// A connection that can take a request now, if the pool has one.
+    fn take(&self) -> Option<SendRequest<PayloadBody>> {
+        let mut idle = self.idle.lock().ok()?;
+        let now = Instant::now();
+        for _ in 0..idle.len() {
+            let pooled = idle.pop_front()?;
+            if pooled.sender.is_closed() || now.duration_since(pooled.used) > IDLE_TIMEOUT {
+                continue;
+            }
+            if pooled.sender.is_ready() {
+                return Some(pooled.sender);
+            }
+            idle.push_back(pooled);
+        }
+        None
+    }
+
+    /// Keeps `sender` for a later request, unless it is closed or the pool is full.
+    fn put(&self, sender: SendRequest<PayloadBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < MAX_POOLED {
+                idle.push_back(Pooled {
+                    sender,
+                    used: Instant::now(),
+                });
+            }
+        }
+    }
+
+    /// How many connections the pool holds (busy or idle).
+    pub fn len(&self) -> usize {
+        self.idle.lock().map(|idle| idle.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -231,13 +327,23 @@ impl NodeError {
 impl Node {
     /// Builds a request to this node for `path_and_query` (starting with `/`).
     pub fn request(&self, method: http::Method, path_and_query: &str) -> http::request::Builder {
-        let mut uri = String::with_capacity(self.base.len() + path_and_query.len());
-        uri.push_str(&self.base);
-        uri.push_str(path_and_query);
-        Request::builder().method(method).uri(uri)
+        Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(HOST, self.host.clone())
     }
 
-    /// Sends `request` and waits for the response head, at most `timeout`.
+    /// Like [`Node::request`], for a path already parsed (shared by the
+    /// nodes a write goes to).
+    pub fn request_to(&self, method: http::Method, path_and_query: Uri) -> http::request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(HOST, self.host.clone())
+    }
+
+    /// Sends `request` and waits for the response head, at most `timeout`
+    /// (connecting included).
     ///
     /// Counts the request in the node's metrics under its [`RequestKind`]
     /// (see there); a failure is no connection, a timeout or a 5xx.
@@ -254,7 +360,13 @@ impl Node {
         let kind = RequestKind::of(&request);
         let guard = self.start_request();
         let started = Instant::now();
-        let result = self.exchange(request, timeout).await;
+        let result = match timeout {
+            Some(limit) => tokio::time::timeout(limit, self.exchange(request))
+                .await
+                .map_err(|_| NodeError::Timeout(limit))
+                .and_then(|r| r),
+            None => self.exchange(request).await,
+        };
         let failed = result
             .as_ref()
             .map_or(true, |response| response.status().is_server_error());
@@ -267,19 +379,38 @@ impl Node {
         }))
     }
 
+    /// One exchange on a pooled connection, or on a new one when none is
+    /// ready. A request that a pooled connection could not take (it closed
+    /// before the request was written) goes once more on a new connection.
     async fn exchange(
         &self,
         request: Request<PayloadBody>,
-        timeout: Option<Duration>,
     ) -> Result<Response<Incoming>, NodeError> {
-        let pending = self.client.request(request);
-        let result = match timeout {
-            Some(limit) => tokio::time::timeout(limit, pending)
-                .await
-                .map_err(|_| NodeError::Timeout(limit))?,
-            None => pending.await,
+        let (mut sender, pooled) = match self.pool.take() {
+            Some(sender) => (sender, true),
+            None => (self.client.connect(self.connect_uri.clone()).await?, false),
         };
-        result.map_err(|e| NodeError::Connect(describe(&e)))
+        let pending = sender.try_send_request(request);
+        self.pool.put(sender);
+        let mut error = match pending.await {
+            Ok(response) => return Ok(response),
+            Err(error) => error,
+        };
+        let unsent = error.take_message();
+        match unsent {
+            Some(request) if pooled => {
+                let mut sender = self.client.connect(self.connect_uri.clone()).await?;
+                let pending = sender.send_request(request);
+                self.pool.put(sender);
+                pending.await.map_err(|e| failed(&e))
+            }
+            _ => Err(failed(&error.into_error())),
+        }
+    }
+
+    /// The node's connection pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 }
 
@@ -287,6 +418,9 @@ impl Node {
 /// a failed TLS handshake says so ("TLS handshake failed: invalid peer
 /// certificate: UnknownIssuer").
 fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(tls) = tls_error(error) {
+        return format!("TLS handshake failed: {tls}");
+    }
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(inner) = source {
@@ -347,5 +481,148 @@ impl Body for NodeResponseBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http::{Method, StatusCode};
+    use http_body_util::BodyExt;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::config::{FsyncPolicy, NodeMode, OnFull};
+    use crate::queue::{Queue, QueueConfig};
+
+    /// A node on 127.0.0.1 that answers every request 204 (closing the
+    /// connection after each answer unless `keep_alive`), and counts the
+    /// connections it accepted.
+    async fn fake_node(keep_alive: bool) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = service_fn(|request: Request<Incoming>| async move {
+                        let _ = request.into_body().collect().await;
+                        let mut response = Response::new(http_body_util::Empty::<Bytes>::new());
+                        *response.status_mut() = StatusCode::NO_CONTENT;
+                        Ok::<_, std::convert::Infallible>(response)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(keep_alive)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    fn node(url: &str, dir: &std::path::Path) -> Arc<Node> {
+        let config = NodeConfig {
+            name: "a".into(),
+            url: url.parse().unwrap(),
+            mode: NodeMode::ReadWrite,
+        };
+        let cluster = ClusterConfig {
+            name: "c".into(),
+            username: None,
+            password: None,
+            nodes: vec![config.clone()],
+            srv: None,
+            tls: Default::default(),
+        };
+        let queue_config = QueueConfig::new(1 << 20, OnFull::Reject, FsyncPolicy::Never);
+        let queue = Queue::open(dir, queue_config).unwrap();
+        let metrics = crate::monitor::Monitor::new(None).node("c", "a");
+        Node::new(
+            &cluster,
+            &config,
+            queue,
+            metrics,
+            NodeClient::Plain(build()),
+        )
+    }
+
+    async fn write(node: &Arc<Node>) -> StatusCode {
+        let request = node.request(Method::POST, "/write?db=x");
+        let response = node
+            .send(
+                request,
+                Payload::from("cpu v=1\n"),
+                Some(Duration::from_secs(5)),
+            )
+            .await
+            .expect("the node answers");
+        let status = response.status();
+        let _ = response.into_body().collect().await;
+        status
+    }
+
+    #[tokio::test]
+    async fn sequential_requests_share_one_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, accepted) = fake_node(true).await;
+        let node = node(&url, dir.path());
+        for _ in 0..50 {
+            assert_eq!(write(&node).await, StatusCode::NO_CONTENT);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(node.pool().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_open_a_connection_each_and_then_reuse_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, accepted) = fake_node(true).await;
+        let node = node(&url, dir.path());
+        let writes = (0..16).map(|_| write(&node));
+        for status in futures_util::future::join_all(writes).await {
+            assert_eq!(status, StatusCode::NO_CONTENT);
+        }
+        let opened = accepted.load(Ordering::SeqCst);
+        assert!((1..=16).contains(&opened), "{opened} connections");
+        for _ in 0..50 {
+            assert_eq!(write(&node).await, StatusCode::NO_CONTENT);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), opened, "no new connection");
+    }
+
+    #[tokio::test]
+    async fn connections_the_node_closes_are_replaced_without_failing_a_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, accepted) = fake_node(false).await;
+        let node = node(&url, dir.path());
+        for _ in 0..20 {
+            assert_eq!(write(&node).await, StatusCode::NO_CONTENT);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 20);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let node = node(&url, dir.path());
+        let request = node.request(Method::GET, "/ping");
+        let error = node
+            .send(request, Payload::default(), Some(Duration::from_secs(5)))
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().to_lowercase().contains("refused"),
+            "{error}"
+        );
+        assert!(node.pool().is_empty());
     }
 }

@@ -53,6 +53,9 @@ impl Node {
         if let Ok(mut detail) = self.detail.lock() {
             if detail.version.as_deref() != Some(version) {
                 detail.version = Some(version.to_string());
+                if let Ok(header) = http::HeaderValue::from_str(version) {
+                    self.version.store(Some(Arc::new(header)));
+                }
             }
         }
     }

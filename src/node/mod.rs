@@ -1,14 +1,15 @@
 //! One InfluxDB node as the router sees it.
 //!
 //! A [`Node`] owns everything per node: its address, its mode, its health
-//! state, its in-flight request counter and its durable queue. It carries
-//! the pooled HTTP client it sends through ([`client::NodeClient`]): the one
-//! every `http://` node shares, or its cluster's TLS client. It never
-//! decides routing: the routing table holds nodes, handlers pick among them.
+//! state, its in-flight request counter, its keep-alive connections and its
+//! durable queue. It carries how its connections are opened
+//! ([`client::NodeClient`]): plain TCP, or its cluster's TLS connector. It
+//! never decides routing: the routing table holds nodes, handlers pick
+//! among them.
 //!
-//! * [`client`]: the pooled hyper clients (plain and TLS), request sending
-//!   with timeouts, and a response body that keeps the in-flight count until
-//!   it is consumed.
+//! * [`client`]: connecting (plain and TLS), the per-node connection pool,
+//!   request sending with timeouts, and a response body that keeps the
+//!   in-flight count until it is consumed.
 //! * [`health`]: the active `GET /ping` checker.
 //! * [`replay`]: the one reader of the node's queue, draining it in order
 //!   while the node is healthy.
@@ -35,8 +36,16 @@ pub struct Node {
     mode: NodeMode,
     /// `http://host:port` or `https://host:port`, without a trailing slash.
     base: String,
-    /// The pooled client requests to this node go through.
+    /// How connections to this node are opened.
     client: NodeClient,
+    /// This node's keep-alive connections.
+    pool: client::Pool,
+    /// `scheme://host:port/`, what a connection is opened to.
+    connect_uri: http::Uri,
+    /// The `Host` header of every request to this node.
+    host: http::HeaderValue,
+    /// The `X-Influxdb-Version` the node last answered a ping with.
+    version: arc_swap::ArcSwapOption<http::HeaderValue>,
     /// Basic-auth header value built from the cluster's credentials.
     router_auth: Option<http::HeaderValue>,
     healthy: AtomicBool,
@@ -74,12 +83,21 @@ impl Node {
         client: NodeClient,
     ) -> Arc<Node> {
         let base = config.url.to_string();
+        let authority = config.url.authority().map(|a| a.as_str()).unwrap_or("");
+        let scheme = config.url.scheme_str().unwrap_or("http");
         Arc::new(Node {
             name: config.name.clone(),
             cluster: cluster.name.clone(),
             mode: config.mode,
             base: base.trim_end_matches('/').to_string(),
             client,
+            pool: client::Pool::default(),
+            connect_uri: format!("{scheme}://{authority}/")
+                .parse()
+                .unwrap_or_else(|_| config.url.clone()),
+            host: http::HeaderValue::from_str(authority)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("localhost")),
+            version: arc_swap::ArcSwapOption::empty(),
             router_auth: basic_auth(cluster),
             healthy: AtomicBool::new(true),
             fails_in_a_row: AtomicU32::new(0),
@@ -107,7 +125,12 @@ impl Node {
         &self.base
     }
 
-    /// The client requests to this node go through.
+    /// The `X-Influxdb-Version` header the node last reported, if any.
+    pub fn version_header(&self) -> Option<http::HeaderValue> {
+        self.version.load().as_deref().cloned()
+    }
+
+    /// How connections to this node are opened.
     pub fn client(&self) -> &NodeClient {
         &self.client
     }
@@ -241,7 +264,13 @@ impl RequestKind {
         if let Some(kind) = request.extensions().get::<RequestKind>() {
             return *kind;
         }
-        match request.uri().path() {
+        RequestKind::of_path(request.uri().path())
+    }
+
+    /// The kind a request to `path` (a query string may follow) is counted
+    /// as without a [`RequestKind`] extension.
+    pub fn of_path(path: &str) -> RequestKind {
+        match path.split('?').next().unwrap_or(path) {
             "/ping" => RequestKind::Health,
             "/write" => RequestKind::Write,
             _ => RequestKind::Query,

@@ -291,7 +291,7 @@ async fn timed(shared: &Shared, node: &Arc<Node>, send: &WriteSend, body: Payloa
     let timeout = shared.config.write.timeout;
     match tokio::time::timeout(
         timeout,
-        attempt_payload(node, &send.path, &send.headers, body),
+        attempt_payload(node, &send.uri, &send.headers, body),
     )
     .await
     {

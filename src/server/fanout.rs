@@ -14,9 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::HeaderMap;
-use http::{Method, Response};
+use http::{Method, Response, Uri};
 use http_body_util::{BodyExt, Full};
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 
 use super::error::ApiError;
 use super::{full, ResponseBody, Shared};
@@ -32,6 +32,8 @@ const MAX_NODE_ERROR_BODY: usize = 64 * 1024;
 pub struct WriteSend {
     /// `/write?…` with the client's credentials, for direct sends.
     pub path: String,
+    /// `path` parsed once, for every node's request.
+    pub uri: Uri,
     /// The client's headers that nodes need.
     pub headers: HeaderMap,
     /// The write as it is queued: database, retention policy, precision,
@@ -82,27 +84,34 @@ pub enum Outcome {
 }
 
 /// Sends `send` to every target and answers once every node's outcome is known.
+///
+/// One task delivers to all targets concurrently, detached from the request:
+/// a client that goes away does not cut a delivery in half.
 pub async fn fan_out(
     shared: &Arc<Shared>,
     targets: Vec<Arc<Node>>,
     send: Arc<WriteSend>,
     consistency: Consistency,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let mut tally = Tally::new(targets.len(), consistency);
-    let (results, mut incoming) = mpsc::channel(targets.len());
-    for node in targets {
-        let (task_shared, send, results) = (shared.clone(), send.clone(), results.clone());
-        // detached from the request: a client that goes away does not cut a delivery in half
-        shared.background.spawn(async move {
-            let outcome = deliver(&task_shared, &node, &send).await;
-            let _ = results.send((node.name().to_string(), outcome)).await;
-        });
+    let (answer, answered) = oneshot::channel();
+    let task_shared = shared.clone();
+    shared.background.spawn(async move {
+        let deliveries = targets
+            .iter()
+            .map(|node| Box::pin(deliver(&task_shared, node, &send)));
+        let outcomes = futures_util::future::join_all(deliveries).await;
+        let mut tally = Tally::new(targets.len(), consistency);
+        for (node, outcome) in targets.iter().zip(outcomes) {
+            tally.add(node.name(), outcome);
+        }
+        let _ = answer.send(tally.answer());
+    });
+    match answered.await {
+        Ok(answer) => answer,
+        Err(_) => Err(ApiError::Unavailable(
+            "the write was cut off before every node had it (shutting down)".into(),
+        )),
     }
-    drop(results);
-    while let Some((node, outcome)) = incoming.recv().await {
-        tally.add(node, outcome);
-    }
-    tally.answer()
 }
 
 /// Delivers to one node directly when it has no backlog, else through its queue.
@@ -137,19 +146,22 @@ async fn direct(shared: &Shared, node: &Arc<Node>, send: &WriteSend) -> Outcome 
 
 async fn attempt(node: &Arc<Node>, send: &WriteSend) -> Outcome {
     let body = send.record.body.clone();
-    attempt_payload(node, &send.path, &send.headers, body).await
+    attempt_payload(node, &send.uri, &send.headers, body).await
 }
 
-/// One POST of `body` to `path` on `node`, and what the node made of it.
+/// One POST of `body` to `uri` (a path and query) on `node`, and what the
+/// node made of it.
 pub(super) async fn attempt_payload(
     node: &Arc<Node>,
-    path: &str,
+    uri: &Uri,
     headers: &HeaderMap,
     body: crate::payload::Payload,
 ) -> Outcome {
-    let mut request = node.request(Method::POST, path);
+    let mut request = node.request_to(Method::POST, uri.clone());
     if let Some(request_headers) = request.headers_mut() {
-        request_headers.extend(headers.clone());
+        for (name, value) in headers {
+            request_headers.append(name.clone(), value.clone());
+        }
     }
     let response = match node.send(request, body, None).await {
         Ok(response) => response,
@@ -222,7 +234,7 @@ impl Tally {
         counted >= self.required()
     }
 
-    pub fn add(&mut self, node: String, outcome: Outcome) {
+    pub fn add(&mut self, node: &str, outcome: Outcome) {
         match outcome {
             Outcome::Acked => self.acked += 1,
             Outcome::Queued(reason) => {
@@ -277,7 +289,7 @@ mod tests {
     ) -> Result<Response<ResponseBody>, ApiError> {
         let mut tally = Tally::new(outcomes.len(), consistency);
         for (i, outcome) in outcomes.into_iter().enumerate() {
-            tally.add(format!("n{i}"), outcome);
+            tally.add(&format!("n{i}"), outcome);
         }
         tally.answer()
     }

@@ -147,11 +147,14 @@ pub(super) async fn send_as(
     forward: &Forward,
     timeout: Option<Duration>,
 ) -> Result<Response<NodeResponseBody>, NodeError> {
-    let mut request = node
-        .request(forward.method.clone(), &forward.path_and_query)
-        .extension(kind);
+    let mut request = node.request(forward.method.clone(), &forward.path_and_query);
+    if kind != RequestKind::of_path(&forward.path_and_query) {
+        request = request.extension(kind);
+    }
     if let Some(headers) = request.headers_mut() {
-        headers.extend(forward.headers.clone());
+        for (name, value) in &forward.headers {
+            headers.append(name.clone(), value.clone());
+        }
     }
     node.send(request, forward.body.clone(), timeout).await
 }

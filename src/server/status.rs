@@ -38,10 +38,8 @@ pub fn stamp_headers(shared: &Shared, headers: &mut HeaderMap) {
 /// The version the first node that told us reports.
 fn node_version(shared: &Shared) -> HeaderValue {
     let table = shared.routing.load();
-    let version = table.nodes().find_map(|n| n.detail().version);
-    version
-        .and_then(|v| HeaderValue::from_str(&v).ok())
-        .unwrap_or(FALLBACK_VERSION)
+    let version = table.nodes().find_map(|n| n.version_header());
+    version.unwrap_or(FALLBACK_VERSION)
 }
 
 /// `GET|HEAD /ping`.

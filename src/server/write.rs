@@ -221,8 +221,12 @@ async fn deliveries(
             gzip && !split_up,
             batch,
         );
+        let path = params.node_path();
+        let uri = http::Uri::try_from(path.as_str())
+            .map_err(|e| ApiError::BadRequest(format!("invalid write parameters: {e}")))?;
         let send = WriteSend {
-            path: params.node_path(),
+            path,
+            uri,
             headers: headers.clone(),
             record,
         };
