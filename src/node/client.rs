@@ -386,9 +386,10 @@ impl Node {
         &self,
         request: Request<PayloadBody>,
     ) -> Result<Response<Incoming>, NodeError> {
+        // connecting is boxed: it is rare, and its future is large
         let (mut sender, pooled) = match self.pool.take() {
             Some(sender) => (sender, true),
-            None => (self.client.connect(self.connect_uri.clone()).await?, false),
+            None => (Box::pin(self.connect()).await?, false),
         };
         let pending = sender.try_send_request(request);
         self.pool.put(sender);
@@ -399,13 +400,17 @@ impl Node {
         let unsent = error.take_message();
         match unsent {
             Some(request) if pooled => {
-                let mut sender = self.client.connect(self.connect_uri.clone()).await?;
+                let mut sender = Box::pin(self.connect()).await?;
                 let pending = sender.send_request(request);
                 self.pool.put(sender);
                 pending.await.map_err(|e| failed(&e))
             }
             _ => Err(failed(&error.into_error())),
         }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<PayloadBody>, NodeError> {
+        self.client.connect(self.connect_uri.clone()).await
     }
 
     /// The node's connection pool.

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use http::header::CONTENT_ENCODING;
 use tokio::sync::oneshot;
 
-use super::fanout::{attempt_payload, Outcome, WriteSend};
+use super::fanout::{direct, Outcome, WriteSend};
 use super::Shared;
 use crate::config::CoalesceConfig;
 use crate::node::Node;
@@ -168,7 +168,7 @@ impl Coalescer {
         };
         match plan {
             Plan::Alone => {
-                let outcome = timed(shared, node, send, send.record.body.clone()).await;
+                let outcome = direct(shared, node, send, send.record.body.clone()).await;
                 self.answered(shared, &key);
                 return outcome;
             }
@@ -254,13 +254,13 @@ async fn flush(shared: &Shared, batch: Batch) {
     if parts.len() == 1 {
         for part in parts {
             let body = part.send.record.body.clone();
-            let outcome = timed(shared, &node, &part.send, body).await;
+            let outcome = direct(shared, &node, &part.send, body).await;
             let _ = part.answer.send(outcome);
         }
         return;
     }
     let merged = merge(parts.iter().map(|p| &p.send.record.body));
-    match timed(shared, &node, &parts[0].send, merged).await {
+    match direct(shared, &node, &parts[0].send, merged).await {
         Outcome::Acked => {
             for part in parts {
                 let _ = part.answer.send(Outcome::Acked);
@@ -277,26 +277,12 @@ async fn flush(shared: &Shared, batch: Batch) {
                 let node = node.clone();
                 async move {
                     let body = part.send.record.body.clone();
-                    let outcome = timed(shared, &node, &part.send, body).await;
+                    let outcome = direct(shared, &node, &part.send, body).await;
                     let _ = part.answer.send(outcome);
                 }
             });
             futures_util::future::join_all(singles).await;
         }
-    }
-}
-
-/// One attempt within the write timeout.
-async fn timed(shared: &Shared, node: &Arc<Node>, send: &WriteSend, body: Payload) -> Outcome {
-    let timeout = shared.config.write.timeout;
-    match tokio::time::timeout(
-        timeout,
-        attempt_payload(node, &send.uri, &send.headers, body),
-    )
-    .await
-    {
-        Ok(outcome) => outcome,
-        Err(_) => Outcome::Failed(format!("timed out after {timeout:?}")),
     }
 }
 

@@ -98,7 +98,7 @@ pub async fn fan_out(
     shared.background.spawn(async move {
         let deliveries = targets
             .iter()
-            .map(|node| Box::pin(deliver(&task_shared, node, &send)));
+            .map(|node| deliver(&task_shared, node, &send));
         let outcomes = futures_util::future::join_all(deliveries).await;
         let mut tally = Tally::new(targets.len(), consistency);
         for (node, outcome) in targets.iter().zip(outcomes) {
@@ -119,39 +119,48 @@ async fn deliver(shared: &Arc<Shared>, node: &Arc<Node>, send: &Arc<WriteSend>) 
     let reason = if node.must_queue() {
         None
     } else {
+        // the rarer paths are boxed: this future is moved around whole, so
+        // it should only be as large as the common path needs
         let outcome = match &shared.coalescer {
             Some(coalescer) if coalescer.accepts(send) => {
-                coalescer.submit(shared, node, send).await
+                Box::pin(coalescer.submit(shared, node, send)).await
             }
-            _ => direct(shared, node, send).await,
+            _ => direct(shared, node, send, send.record.body.clone()).await,
         };
         match outcome {
             Outcome::Failed(message) => Some(message),
             delivered => return delivered,
         }
     };
-    match node.hint(send.record.clone(), reason.as_deref()).await {
+    match Box::pin(node.hint(send.record.clone(), reason.as_deref())).await {
         Ok(()) => Outcome::Queued(reason),
         Err(message) => Outcome::Failed(message),
     }
 }
 
-async fn direct(shared: &Shared, node: &Arc<Node>, send: &WriteSend) -> Outcome {
+/// One attempt to write `send` (or, for a merged batch, `body`) to `node`
+/// within the write timeout.
+pub(super) async fn direct(
+    shared: &Shared,
+    node: &Arc<Node>,
+    send: &WriteSend,
+    body: crate::payload::Payload,
+) -> Outcome {
     let timeout = shared.config.write.timeout;
-    match tokio::time::timeout(timeout, attempt(node, send)).await {
+    match tokio::time::timeout(
+        timeout,
+        attempt_payload(node, &send.uri, &send.headers, body),
+    )
+    .await
+    {
         Ok(outcome) => outcome,
         Err(_) => Outcome::Failed(format!("timed out after {timeout:?}")),
     }
 }
 
-async fn attempt(node: &Arc<Node>, send: &WriteSend) -> Outcome {
-    let body = send.record.body.clone();
-    attempt_payload(node, &send.uri, &send.headers, body).await
-}
-
 /// One POST of `body` to `uri` (a path and query) on `node`, and what the
 /// node made of it.
-pub(super) async fn attempt_payload(
+async fn attempt_payload(
     node: &Arc<Node>,
     uri: &Uri,
     headers: &HeaderMap,

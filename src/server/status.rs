@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::header::{HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -15,9 +15,9 @@ use super::{full, ResponseBody, Shared, FALLBACK_VERSION};
 use crate::node::Node;
 use crate::protocol::response;
 
-const VERSION_HEADER: &str = "x-influxdb-version";
-const BUILD_HEADER: &str = "x-influxdb-build";
-const ROUTER_HEADER: &str = "x-influxdb-router";
+const VERSION_HEADER: HeaderName = HeaderName::from_static("x-influxdb-version");
+const BUILD_HEADER: HeaderName = HeaderName::from_static("x-influxdb-build");
+const ROUTER_HEADER: HeaderName = HeaderName::from_static("x-influxdb-router");
 
 /// A bare 204.
 pub fn no_content() -> Response<ResponseBody> {
