@@ -37,7 +37,8 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROUTER = os.path.join(ROOT, "target", "release", "influxdb-router")
+# BENCH_ROUTER=/path/to/influxdb-router measures another build (an A/B against an older commit)
+ROUTER = os.environ.get("BENCH_ROUTER") or os.path.join(ROOT, "target", "release", "influxdb-router")
 SINK = os.path.join(ROOT, "target", "release", "examples", "sink")
 ROUTER_PORT = 15296
 SINK_PORTS = [18201, 18202, 18203, 18204]
