@@ -8,19 +8,25 @@
 //!   spaces, commas, `\"` and newlines.
 //!
 //! Each is measured with `lines` (find every line and its measurement),
-//! with `split_by` (zero-copy batches for two keys), and with `count_lines`
-//! (the newline count behind `influxdb_router_write_lines_total`, done on
-//! every uncompressed write). The input sizes are printed when the bench
-//! starts.
+//! with `split_by` (batches for two keys of the contiguous body), with the
+//! body cut into 64 KiB chunks as hyper hands it over: `concat_split_by_64k`
+//! (join the chunks, then `split_by`: what `/write` did before
+//! `split_payload`) and `split_payload_64k` (what it does now), and with
+//! `count_lines` (the newline count behind
+//! `influxdb_router_write_lines_total`, done on every uncompressed write).
+//! The input sizes are printed when the bench starts.
 
 use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use influxdb_router::monitor::http::count_lines;
-use influxdb_router::protocol::line::{lines, split_by};
+use influxdb_router::payload::Payload;
+use influxdb_router::protocol::line::{lines, split_by, split_payload};
 
 const LINES: usize = 5_000;
+/// The largest chunk hyper hands a body over in.
+const CHUNK: usize = 64 * 1024;
 const START_NS: u64 = 1_718_000_000_000_000_000;
 
 /// A small deterministic generator (xorshift64*).
@@ -129,6 +135,39 @@ fn bench_body(c: &mut Criterion, name: &str, body: &Bytes) {
         b.iter(|| {
             let batches = split_by(black_box(body), |m| m.len() % 2).expect("valid body");
             batches.iter().map(|(_, runs)| runs.len()).sum::<usize>()
+        })
+    });
+    let payload = Payload::from_chunks(
+        (0..body.len())
+            .step_by(CHUNK)
+            .map(|i| body.slice(i..(i + CHUNK).min(body.len())))
+            .collect(),
+    );
+    let old: Vec<(usize, Vec<u8>)> = split_by(&payload.to_contiguous(), |m| m.len() % 2)
+        .expect("valid body")
+        .into_iter()
+        .map(|(k, runs)| (k, runs.concat()))
+        .collect();
+    let new: Vec<(usize, Vec<u8>)> = split_payload(&payload, |m| m.len() % 2)
+        .expect("valid body")
+        .into_iter()
+        .map(|(k, out)| (k, out.chunks().concat()))
+        .collect();
+    assert!(old == new, "{name}: split_payload differs from split_by");
+    group.bench_function("concat_split_by_64k", |b| {
+        b.iter(|| {
+            let joined = black_box(&payload).to_contiguous();
+            let batches = split_by(&joined, |m| m.len() % 2).expect("valid body");
+            batches.iter().map(|(_, runs)| runs.len()).sum::<usize>()
+        })
+    });
+    group.bench_function("split_payload_64k", |b| {
+        b.iter(|| {
+            let batches = split_payload(black_box(&payload), |m| m.len() % 2).expect("valid body");
+            batches
+                .iter()
+                .map(|(_, out)| out.chunks().len())
+                .sum::<usize>()
         })
     });
     let chunks = [body.clone()];

@@ -202,3 +202,48 @@ async fn a_body_with_a_bad_line_is_refused_whole_naming_the_line() {
         assert!(measurements(&query(&node.url(), "SHOW MEASUREMENTS", "metrics").await).is_empty());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_body_that_arrives_in_many_chunks_is_split_line_for_line() {
+    let s = setup().await;
+    let router = s.router.url();
+    create_database(&router, "metrics").await;
+    // About 1.2 MB: the router reads it in chunks of at most 64 KiB, so
+    // chunk boundaries cut lines, some of them inside multi-line strings.
+    let mut lines = String::from("# alternating clusters\n");
+    for i in 0..20_000u64 {
+        let m = if i % 3 == 0 { "mem" } else { "cpu" };
+        let host = i % 5;
+        match i % 7 {
+            0 => lines.push_str(&format!(
+                "{m},host=h{host} v={i}i,msg=\"line one \\\"q\\\"\nline two, {i}\" {i}\n"
+            )),
+            _ => lines.push_str(&format!(
+                "{m},host=h{host} v={i}i,pad=\"{}\" {i}\n",
+                "x".repeat((i % 50) as usize)
+            )),
+        }
+    }
+    assert!(lines.len() > 1 << 20);
+    let (status, text) = post(&format!("{router}/write?db=metrics"), lines).await;
+    assert_eq!(status, 204, "{text}");
+    let count = |url: String, m: &'static str| async move {
+        let q = format!("SELECT count(v) FROM {m}");
+        query(&url, &q, "metrics").await["results"][0]["series"][0]["values"][0][1].clone()
+    };
+    assert_eq!(count(s.c2.url(), "cpu").await, 13_333);
+    assert_eq!(count(s.c1.url(), "mem").await, 6_667);
+    assert_eq!(
+        measurements(&query(&s.c2.url(), "SHOW MEASUREMENTS", "metrics").await),
+        vec!["cpu"]
+    );
+    assert_eq!(
+        measurements(&query(&s.c1.url(), "SHOW MEASUREMENTS", "metrics").await),
+        vec!["mem"]
+    );
+    let msg = query(&router, "SELECT msg FROM cpu WHERE time = 7", "metrics").await;
+    assert_eq!(
+        msg["results"][0]["series"][0]["values"],
+        serde_json::json!([[7, "line one \"q\"\nline two, 7"]])
+    );
+}

@@ -10,6 +10,9 @@
 //! scanner; `split_by` returns slices of the body that hold every line
 //! exactly once, under the key of its measurement, calls `key_of` once per
 //! distinct measurement and fails on the same line as `lines`;
+//! `split_payload` on the body cut into chunks (single bytes, and lengths
+//! taken from the input's own bytes) gives each key the same bytes as
+//! `split_by`, calls `key_of` the same way and fails with the same error;
 //! `unescape_measurement` borrows exactly when there is nothing to unescape.
 //!
 //! Run from the repository root (new inputs go to the git-ignored corpus):
@@ -25,7 +28,10 @@ use std::collections::HashSet;
 
 use bytes::Bytes;
 use influxdb_router::protocol::line::reference::reference;
-use influxdb_router::protocol::line::{lines, split_by, unescape_measurement, Line};
+use influxdb_router::payload::Payload;
+use influxdb_router::protocol::line::{
+    lines, split_by, split_payload, unescape_measurement, Line, LineError,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -33,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
     check_lines(data, &found, error.is_some());
     check_against_influxdb(data, &found, error);
     check_split_by(data, &found, error);
+    check_split_payload(data);
     for line in &found {
         check_unescape(line.measurement);
     }
@@ -161,6 +168,38 @@ fn check_split_by(data: &[u8], found: &[Line<'_>], error: Option<usize>) {
         );
         let key = unescape_measurement(line.measurement).first().copied();
         assert_eq!(run.2, key, "a line under another key");
+    }
+}
+
+/// Per key, its bytes; and the measurements `key_of` got.
+type Flat = (Result<Vec<(Option<u8>, Vec<u8>)>, LineError>, Vec<Vec<u8>>);
+
+fn check_split_payload(data: &[u8]) {
+    let body = Bytes::copy_from_slice(data);
+    let mut calls = Vec::new();
+    let batches = split_by(&body, |m| {
+        calls.push(m.to_vec());
+        m.first().copied()
+    });
+    let join = |(k, runs): (Option<u8>, Vec<Bytes>)| (k, runs.concat());
+    let expected: Flat = (batches.map(|b| b.into_iter().map(join).collect()), calls);
+    let bytes = Payload::from_chunks((0..body.len()).map(|i| body.slice(i..i + 1)).collect());
+    let mut steered = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        let to = (at + 1 + usize::from(data[at] % 17)).min(body.len());
+        steered.push(body.slice(at..to));
+        at = to;
+    }
+    for payload in [bytes, Payload::from_chunks(steered)] {
+        let mut calls = Vec::new();
+        let batches = split_payload(&payload, |m| {
+            calls.push(m.to_vec());
+            m.first().copied()
+        });
+        let join = |(k, p): (Option<u8>, Payload)| (k, p.chunks().concat());
+        let found: Flat = (batches.map(|b| b.into_iter().map(join).collect()), calls);
+        assert_eq!(found, expected, "split_payload differs from split_by");
     }
 }
 

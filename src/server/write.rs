@@ -4,8 +4,12 @@
 //! same chunks go to every node of that cluster, concurrently, or into its
 //! durable queue (see [`super::fanout`]). Only when routing rules put a
 //! database's measurements on several clusters is the body scanned and split
-//! into per-cluster slices ([`crate::protocol::line`]). A node's 4xx comes
-//! back to the client as the node sent it.
+//! into per-cluster batches ([`crate::protocol::line::split_payload`]): the
+//! body's chunks are scanned in place, without being joined; long runs of
+//! lines for one cluster go out as slices of them and short runs (lines
+//! whose clusters alternate) are copied once into a buffer per cluster. A
+//! gzip body is decoded into one buffer first. A node's 4xx comes back to
+//! the client as the node sent it.
 
 use std::sync::Arc;
 
@@ -271,7 +275,10 @@ fn combine(
 }
 
 /// Splits a body into one batch per target cluster by each line's
-/// measurement, slicing the body (decoded first when it is gzip).
+/// measurement (decoded first when it is gzip, into one buffer). The chunks
+/// of a plain body are scanned where they are, never joined: long runs of
+/// lines for one cluster are sent as slices of them, short runs copied once
+/// into per-cluster buffers ([`line::split_payload`]).
 async fn split(
     table: &RoutingTable,
     db: &str,
@@ -279,20 +286,15 @@ async fn split(
     gzip: bool,
     max_size: u64,
 ) -> Result<Vec<(usize, Payload)>, ApiError> {
-    let body = if gzip {
-        body::inflate(payload, max_size).await?
-    } else {
-        payload.to_contiguous()
-    };
     let rules = table.rules_for_db(db);
-    let batches = line::split_by(&body, |measurement| {
-        rules.cluster_for(&String::from_utf8_lossy(measurement))
-    })
-    .map_err(|e| ApiError::BadRequest(format!("unable to parse: {e}")))?;
-    Ok(batches
-        .into_iter()
-        .map(|(cluster, runs)| (cluster, Payload::from_chunks(runs)))
-        .collect())
+    let cluster_of = |measurement: &[u8]| rules.cluster_for(&String::from_utf8_lossy(measurement));
+    let batches = if gzip {
+        let decoded = Payload::from(body::inflate(payload, max_size).await?);
+        line::split_payload(&decoded, cluster_of)
+    } else {
+        line::split_payload(payload, cluster_of)
+    };
+    batches.map_err(|e| ApiError::BadRequest(format!("unable to parse: {e}")))
 }
 
 /// Copies what nodes need of the client's headers, turning `Token user:pass` into Basic.

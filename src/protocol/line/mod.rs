@@ -1,11 +1,12 @@
 //! Line-protocol scanner: finds the lines of a write body and the
-//! measurement of each, and splits a body into per-key batches without
-//! copying it.
+//! measurement of each, and splits a body into per-key batches.
 //!
 //! It is used only when a routing rule needs measurements (SPEC §5); a write
 //! that no such rule touches is relayed without ever coming here. It must
-//! never copy or rewrite a line (batches are [`bytes::Bytes::slice`]s of
-//! the body), never allocate per line, and never panic on any input.
+//! never rewrite a line, copy a byte of the body more than once (batches
+//! are [`bytes::Bytes::slice`]s of the body's chunks where runs of lines
+//! are long, one copy where they are short), allocate per line, or panic
+//! on any input.
 //!
 //! # Where a line ends
 //!
@@ -54,10 +55,15 @@
 //! # Measurements and batches
 //!
 //! [`Line::measurement`] is the measurement as written; routing rules match
-//! [`unescape_measurement`] of it, the name InfluxDB stores. [`split_by`]
-//! groups the lines of a body by a key of their measurement into
-//! `Bytes::slice`s of the body, one per run of consecutive lines with the
-//! same key.
+//! [`unescape_measurement`] of it, the name InfluxDB stores.
+//! [`split_payload`] groups the lines of a body by a key of their
+//! measurement, run by run (consecutive lines with the same key), working
+//! on the body's chunks as they arrived: they are never joined, long runs
+//! stay slices of them, short runs are copied once into a buffer per key,
+//! and the few lines that a chunk boundary cuts are scanned in a small
+//! scratch buffer (see `split.rs`). [`split_by`] does the same on one
+//! contiguous body with slices of it; it is the reference `split_payload`
+//! is tested against.
 //!
 //! # Speed
 //!
@@ -84,7 +90,7 @@ mod split;
 #[cfg(test)]
 mod tests;
 
-pub use split::split_by;
+pub use split::{split_by, split_payload};
 
 use std::borrow::Cow;
 use std::iter::FusedIterator;
@@ -126,12 +132,7 @@ pub const EXCERPT_BYTES: usize = 40;
 /// documentation for where lines end and what is checked. After an error it
 /// returns `None`.
 pub fn lines(body: &[u8]) -> Lines<'_> {
-    Lines {
-        body,
-        pos: 0,
-        line: 1,
-        done: false,
-    }
+    Lines::at(body, 0, 1)
 }
 
 /// The iterator returned by [`lines`].
@@ -189,6 +190,16 @@ struct End {
 }
 
 impl<'a> Lines<'a> {
+    /// The lines of `body` from `pos`, where physical line `line` starts.
+    fn at(body: &'a [u8], pos: usize, line: usize) -> Self {
+        Lines {
+            body,
+            pos,
+            line,
+            done: false,
+        }
+    }
+
     /// The next line with its span, skipping blank lines and comments.
     fn next_span(&mut self) -> Option<Result<Span<'a>, LineError>> {
         while !self.done && self.pos < self.body.len() {
