@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use influxdb_router::monitor::http::count_lines;
 use influxdb_router::monitor::{Endpoint, Monitor};
 use influxdb_router::node::RequestKind;
 
@@ -36,7 +37,7 @@ fn bench_metrics(c: &mut Criterion) {
         b.iter(|| {
             let http = &monitor.http;
             http.received(Endpoint::Write, chunks[0].len() as u64);
-            http.write_lines(black_box(&chunks));
+            http.write_lines_counted(count_lines(black_box(&chunks)));
             for node in &nodes {
                 node.request(RequestKind::Write, 1000, Duration::from_micros(300), false);
             }

@@ -129,9 +129,10 @@ impl HttpMetrics {
         self.sent[endpoint as usize].clone()
     }
 
-    /// Counts the lines of an uncompressed write body.
-    pub fn write_lines(&self, chunks: &[Bytes]) {
-        self.lines.increment(count_lines(chunks));
+    /// Counts the lines of an uncompressed write body ([`count_lines`], or
+    /// [`lines_of`] the newlines counted as it arrived).
+    pub fn write_lines_counted(&self, lines: u64) {
+        self.lines.increment(lines);
     }
 }
 
@@ -144,12 +145,17 @@ pub fn count_lines(chunks: &[Bytes]) -> u64 {
         .iter()
         .map(|chunk| memchr::memchr_iter(b'\n', chunk).count())
         .sum();
+    lines_of(newlines as u64, chunks)
+}
+
+/// The lines of a body of `chunks` that holds `newlines` newlines.
+pub fn lines_of(newlines: u64, chunks: &[Bytes]) -> u64 {
     let unterminated = chunks
         .iter()
         .rev()
         .find(|c| !c.is_empty())
         .is_some_and(|last| !last.ends_with(b"\n"));
-    newlines as u64 + u64::from(unterminated)
+    newlines + u64::from(unterminated)
 }
 
 #[cfg(test)]

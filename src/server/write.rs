@@ -151,22 +151,21 @@ pub async fn handle(
         .consistency
         .unwrap_or(shared.config.write.consistency);
     let (parts, incoming) = request.into_parts();
-    let payload = body::read(incoming, &parts.headers, limits).await?;
-    count_received(shared, api, &parts.headers, &payload);
-    write_payload(shared, &params, &parts.headers, payload, consistency).await
+    let body = body::read_write(incoming, &parts.headers, limits).await?;
+    count_received(shared, api, &body);
+    write_payload(shared, &params, &parts.headers, body.payload, consistency).await
 }
 
-/// Counts a write body's bytes, and its lines when it is not gzip (counting
-/// those would mean inflating it, which the relay otherwise never does).
-fn count_received(shared: &Shared, api: Api, headers: &HeaderMap, payload: &Payload) {
+/// Counts a write body's bytes, and its lines when it is not gzip.
+fn count_received(shared: &Shared, api: Api, body: &body::WriteBody) {
     let endpoint = match api {
         Api::V1 => Endpoint::Write,
         Api::V2 => Endpoint::WriteV2,
     };
     let http = &shared.monitor.http;
-    http.received(endpoint, payload.len());
-    if !body::is_gzip(headers) {
-        http.write_lines(payload.chunks());
+    http.received(endpoint, body.payload.len());
+    if let Some(lines) = body.lines {
+        http.write_lines_counted(lines);
     }
 }
 
