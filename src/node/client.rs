@@ -196,8 +196,8 @@ impl Pool {
     }
 }
 
-/// The clients of one routing table's nodes: the plain client every
-/// `http://` node shares and one TLS client per distinct [`Trust`].
+/// How the nodes of one routing table connect: the plain connector every
+/// `http://` node shares and one TLS connector per distinct [`Trust`].
 #[derive(Debug)]
 pub struct Clients {
     plain: HttpClient,
@@ -217,7 +217,7 @@ impl Default for Clients {
 }
 
 impl Clients {
-    /// The clients for a new table, sharing the plain client of `previous`.
+    /// The connectors for a new table, sharing the plain one of `previous`.
     pub fn after(previous: Option<&Clients>) -> Clients {
         match previous {
             Some(previous) => Clients {
@@ -230,7 +230,7 @@ impl Clients {
     }
 
     /// The clients of `cluster`'s nodes. Reads its `ca_file` when it has
-    /// `https://` nodes (or discovers them), and reuses the TLS client of
+    /// `https://` nodes (or discovers them), and reuses the TLS connector of
     /// `previous` that trusts the same certificates. Warns once when the
     /// cluster starts skipping certificate verification.
     pub fn for_cluster(
@@ -500,8 +500,6 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::config::{FsyncPolicy, NodeMode, OnFull};
-    use crate::queue::{Queue, QueueConfig};
 
     /// A node on 127.0.0.1 that answers every request 204 (closing the
     /// connection after each answer unless `keep_alive`), and counts the
@@ -531,32 +529,6 @@ mod tests {
         (url, accepted)
     }
 
-    fn node(url: &str, dir: &std::path::Path) -> Arc<Node> {
-        let config = NodeConfig {
-            name: "a".into(),
-            url: url.parse().unwrap(),
-            mode: NodeMode::ReadWrite,
-        };
-        let cluster = ClusterConfig {
-            name: "c".into(),
-            username: None,
-            password: None,
-            nodes: vec![config.clone()],
-            srv: None,
-            tls: Default::default(),
-        };
-        let queue_config = QueueConfig::new(1 << 20, OnFull::Reject, FsyncPolicy::Never);
-        let queue = Queue::open(dir, queue_config).unwrap();
-        let metrics = crate::monitor::Monitor::new(None).node("c", "a");
-        Node::new(
-            &cluster,
-            &config,
-            queue,
-            metrics,
-            NodeClient::Plain(build()),
-        )
-    }
-
     async fn write(node: &Arc<Node>) -> StatusCode {
         let request = node.request(Method::POST, "/write?db=x");
         let response = node
@@ -576,7 +548,7 @@ mod tests {
     async fn sequential_requests_share_one_connection() {
         let dir = tempfile::tempdir().unwrap();
         let (url, accepted) = fake_node(true).await;
-        let node = node(&url, dir.path());
+        let node = crate::node::test_node(&url, dir.path());
         for _ in 0..50 {
             assert_eq!(write(&node).await, StatusCode::NO_CONTENT);
         }
@@ -588,7 +560,7 @@ mod tests {
     async fn concurrent_requests_open_a_connection_each_and_then_reuse_them() {
         let dir = tempfile::tempdir().unwrap();
         let (url, accepted) = fake_node(true).await;
-        let node = node(&url, dir.path());
+        let node = crate::node::test_node(&url, dir.path());
         let writes = (0..16).map(|_| write(&node));
         for status in futures_util::future::join_all(writes).await {
             assert_eq!(status, StatusCode::NO_CONTENT);
@@ -605,7 +577,7 @@ mod tests {
     async fn connections_the_node_closes_are_replaced_without_failing_a_request() {
         let dir = tempfile::tempdir().unwrap();
         let (url, accepted) = fake_node(false).await;
-        let node = node(&url, dir.path());
+        let node = crate::node::test_node(&url, dir.path());
         for _ in 0..20 {
             assert_eq!(write(&node).await, StatusCode::NO_CONTENT);
         }
@@ -618,7 +590,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         drop(listener);
-        let node = node(&url, dir.path());
+        let node = crate::node::test_node(&url, dir.path());
         let request = node.request(Method::GET, "/ping");
         let error = node
             .send(request, Payload::default(), Some(Duration::from_secs(5)))

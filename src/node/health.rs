@@ -92,31 +92,13 @@ pub async fn run_checks(node: Arc<Node>, config: HealthConfig, mut stop: watch::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ClusterConfig, FsyncPolicy, NodeConfig, NodeMode, OnFull};
-    use crate::queue::{Queue, QueueConfig};
     use std::time::Duration;
 
     /// A node on a closed port, with its queue in a temporary directory.
     fn node() -> (tempfile::TempDir, Arc<Node>) {
         let dir = tempfile::tempdir().unwrap();
-        let config = NodeConfig {
-            name: "a".into(),
-            url: "http://127.0.0.1:1".parse().unwrap(),
-            mode: NodeMode::ReadWrite,
-        };
-        let cluster = ClusterConfig {
-            name: "c".into(),
-            username: None,
-            password: None,
-            nodes: vec![config.clone()],
-            srv: None,
-            tls: Default::default(),
-        };
-        let queue_config = QueueConfig::new(1 << 20, OnFull::Reject, FsyncPolicy::Never);
-        let queue = Queue::open(dir.path(), queue_config).unwrap();
-        let metrics = crate::monitor::Monitor::new(None).node("c", "a");
-        let client = crate::node::NodeClient::Plain(crate::node::client::build());
-        (dir, Node::new(&cluster, &config, queue, metrics, client))
+        let node = crate::node::test_node("http://127.0.0.1:1", dir.path());
+        (dir, node)
     }
 
     fn health() -> HealthConfig {

@@ -321,6 +321,36 @@ pub fn base64(input: &[u8]) -> String {
     out
 }
 
+/// A node `a` of cluster `c` at `url`, its queue in `dir`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_node(url: &str, dir: &std::path::Path) -> Arc<Node> {
+    use crate::config::{FsyncPolicy, OnFull};
+    use crate::queue::QueueConfig;
+    let config = NodeConfig {
+        name: "a".into(),
+        url: url.parse().unwrap(),
+        mode: NodeMode::ReadWrite,
+    };
+    let cluster = ClusterConfig {
+        name: "c".into(),
+        username: None,
+        password: None,
+        nodes: vec![config.clone()],
+        srv: None,
+        tls: Default::default(),
+    };
+    let queue_config = QueueConfig::new(1 << 20, OnFull::Reject, FsyncPolicy::Never);
+    let queue = Queue::open(dir, queue_config).unwrap();
+    let metrics = crate::monitor::Monitor::new(None).node("c", "a");
+    Node::new(
+        &cluster,
+        &config,
+        queue,
+        metrics,
+        NodeClient::Plain(client::build()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

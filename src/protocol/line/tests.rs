@@ -411,24 +411,31 @@ fn split_by_of_a_body_without_lines_is_empty() {
     assert!(split_by(&body, |_| 0).unwrap().is_empty());
 }
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
+/// A small deterministic generator (xorshift64*), shared with the split tests.
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    fn pick<'a>(&mut self, items: &[&'a [u8]]) -> &'a [u8] {
-        items[(self.next() % items.len() as u64) as usize]
+    pub(super) fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    pub(super) fn pick<'a>(&mut self, items: &[&'a [u8]]) -> &'a [u8] {
+        items[self.below(items.len())]
     }
 }
 
-const PIECES: &[&[u8]] = &[
+/// Pieces of bodies: bytes the scanner treats specially, and whole lines
+/// (shared with the split tests).
+pub(super) const PIECES: &[&[u8]] = &[
     b"cpu",
+    b"mem",
     b",t=v",
     b" f=1",
     b" s=\"x y\"",
@@ -438,6 +445,7 @@ const PIECES: &[&[u8]] = &[
     b"\n",
     b"\r\n",
     b"\\",
+    b"\\\n",
     b"\"",
     b" ",
     b",",
@@ -449,12 +457,15 @@ const PIECES: &[&[u8]] = &[
     b"\xc3\xa9",
     b"a",
     b"\\\\",
-    // Whole lines, so that bodies often hold several valid ones.
     b"cpu,host=a usage=0.5 1\n",
+    b"cpu,host=b usage=0.7,idle=99i 2\n",
+    b"mem,host=a used=1i,free=2i 1\n",
     b"log msg=\"a,b=c\nd\",n=1i\n",
+    b"log msg=\"x\\\"\n\\\\\",y=\"\n\n\" 3\r\n",
     b"m\\ x,t\\=k=v\\,w s=\"\\\"\" 2\r\n",
     b"  mem f=t\n",
     b"# note a=\"b\" c\n",
+    b"\n\n",
 ];
 
 #[test]

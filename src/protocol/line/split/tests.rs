@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use super::*;
+use crate::protocol::line::tests::{Rng, PIECES};
 
 /// What a split gave: per key, all its bytes; or the error.
 type Split = Result<Vec<(u8, Vec<u8>)>, LineError>;
@@ -123,79 +124,22 @@ fn split_payload_equals_split_by_in_chunks_of_every_size() {
     }
 }
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a [u8]]) -> &'a [u8] {
-        items[self.below(items.len())]
-    }
-
-    /// Random cuts of a body of `len` bytes: a few anywhere, chunks of a
-    /// random small size, or single bytes.
-    fn cuts(&mut self, len: usize) -> Vec<usize> {
-        match self.below(4) {
-            0 => {
-                let mut cuts: Vec<usize> =
-                    (0..self.below(6)).map(|_| self.below(len + 1)).collect();
-                cuts.sort_unstable();
-                cuts
-            }
-            1 => (1..len).collect(),
-            _ => {
-                let size = 1 + self.below(12);
-                (size..len).step_by(size).collect()
-            }
+/// Random cuts of a body of `len` bytes: a few anywhere, chunks of a
+/// random small size, or single bytes.
+fn cuts(rng: &mut Rng, len: usize) -> Vec<usize> {
+    match rng.below(4) {
+        0 => {
+            let mut cuts: Vec<usize> = (0..rng.below(6)).map(|_| rng.below(len + 1)).collect();
+            cuts.sort_unstable();
+            cuts
+        }
+        1 => (1..len).collect(),
+        _ => {
+            let size = 1 + rng.below(12);
+            (size..len).step_by(size).collect()
         }
     }
 }
-
-/// Pieces of bodies: bytes the scanner treats specially, and whole lines.
-const PIECES: &[&[u8]] = &[
-    b"cpu",
-    b"mem",
-    b",t=v",
-    b" f=1",
-    b" s=\"x y\"",
-    b",g=\"a\"",
-    b" 17",
-    b"\n",
-    b"\n",
-    b"\r\n",
-    b"\\",
-    b"\\\n",
-    b"\"",
-    b" ",
-    b",",
-    b"=",
-    b"#",
-    b"\t",
-    b"\0",
-    b"\r",
-    b"\xc3\xa9",
-    b"a",
-    b"\\\\",
-    b"cpu,host=a usage=0.5 1\n",
-    b"cpu,host=b usage=0.7,idle=99i 2\n",
-    b"mem,host=a used=1i,free=2i 1\n",
-    b"log msg=\"a,b=c\nd\",n=1i\n",
-    b"log msg=\"x\\\"\n\\\\\",y=\"\n\n\" 3\r\n",
-    b"m\\ x,t\\=k=v\\,w s=\"\\\"\" 2\r\n",
-    b"  mem f=t\n",
-    b"# note a=\"b\" c\n",
-    b"\n\n",
-];
 
 #[test]
 fn split_payload_equals_split_by_on_random_bodies_and_cuts() {
@@ -208,7 +152,7 @@ fn split_payload_equals_split_by_on_random_bodies_and_cuts() {
         let body = Bytes::from(body);
         let expected = expected(&body);
         for _ in 0..4 {
-            let cuts = rng.cuts(body.len());
+            let cuts = cuts(&mut rng, body.len());
             check(&body, &cut(&body, &cuts), &expected);
         }
     }
