@@ -1,4 +1,5 @@
-//! Reading a client's request body: size limit, deadline, gzip bomb check.
+//! Reading a client's request body: size limit, deadline, gzip bomb check,
+//! and for writes the line count, taken chunk by chunk as the body arrives.
 //!
 //! The body is kept as the chunks hyper delivered ([`Payload`]), never
 //! concatenated. A gzip body is inflated once into a sink, only to count
