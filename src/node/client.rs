@@ -325,17 +325,14 @@ impl NodeError {
 }
 
 impl Node {
-    /// Builds a request to this node for `path_and_query` (starting with `/`).
-    pub fn request(&self, method: http::Method, path_and_query: &str) -> http::request::Builder {
-        Request::builder()
-            .method(method)
-            .uri(path_and_query)
-            .header(HOST, self.host.clone())
-    }
-
-    /// Like [`Node::request`], for a path already parsed (shared by the
-    /// nodes a write goes to).
-    pub fn request_to(&self, method: http::Method, path_and_query: Uri) -> http::request::Builder {
+    /// Builds a request to this node for `path_and_query` (starting with
+    /// `/`): a `&str`, or a [`Uri`] already parsed (shared by the nodes a
+    /// write goes to).
+    pub fn request<U>(&self, method: http::Method, path_and_query: U) -> http::request::Builder
+    where
+        U: TryInto<Uri>,
+        U::Error: Into<http::Error>,
+    {
         Request::builder()
             .method(method)
             .uri(path_and_query)
@@ -345,10 +342,11 @@ impl Node {
     /// Sends `request` and waits for the response head, at most `timeout`
     /// (connecting included).
     ///
-    /// Counts the request in the node's metrics under its [`RequestKind`]
-    /// (see there); a failure is no connection, a timeout or a 5xx.
+    /// Counts the request in the node's metrics under `kind`; a failure is
+    /// no connection, a timeout or a 5xx.
     pub async fn send(
         self: &Arc<Self>,
+        kind: RequestKind,
         request: http::request::Builder,
         payload: Payload,
         timeout: Option<Duration>,
@@ -357,7 +355,6 @@ impl Node {
         let request = request
             .body(PayloadBody::new(payload))
             .map_err(|e| NodeError::Request(e.to_string()))?;
-        let kind = RequestKind::of(&request);
         let guard = self.start_request();
         let started = Instant::now();
         let result = match timeout {
@@ -533,6 +530,7 @@ mod tests {
         let request = node.request(Method::POST, "/write?db=x");
         let response = node
             .send(
+                RequestKind::Write,
                 request,
                 Payload::from("cpu v=1\n"),
                 Some(Duration::from_secs(5)),
@@ -593,7 +591,12 @@ mod tests {
         let node = crate::node::test_node(&url, dir.path());
         let request = node.request(Method::GET, "/ping");
         let error = node
-            .send(request, Payload::default(), Some(Duration::from_secs(5)))
+            .send(
+                RequestKind::Health,
+                request,
+                Payload::default(),
+                Some(Duration::from_secs(5)),
+            )
             .await
             .unwrap_err();
         assert!(

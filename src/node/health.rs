@@ -64,7 +64,12 @@ impl Node {
     pub async fn ping(self: &Arc<Self>, config: &HealthConfig) -> Result<(), String> {
         let request = self.request(Method::GET, "/ping");
         let response = self
-            .send(request, Payload::default(), Some(config.timeout))
+            .send(
+                super::RequestKind::Health,
+                request,
+                Payload::default(),
+                Some(config.timeout),
+            )
             .await
             .map_err(|e| format!("ping failed: {e}"))?;
         self.record_version(response.headers().get("x-influxdb-version"));

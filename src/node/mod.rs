@@ -222,9 +222,7 @@ impl Node {
 
 /// What a request to a node is for: the `kind` label of its metrics.
 ///
-/// [`Node::send`] takes it from the request's extensions when the caller put
-/// one there, else from the path (`/ping`: health, `/write`: write,
-/// anything else: query).
+/// Every caller of [`Node::send`] says which.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestKind {
     /// A client's write, sent on directly.
@@ -256,24 +254,6 @@ impl RequestKind {
             RequestKind::Admin => "admin",
             RequestKind::Replay => "replay",
             RequestKind::Health => "health",
-        }
-    }
-
-    /// The kind of `request`: its [`RequestKind`] extension, else by path.
-    pub fn of<B>(request: &http::Request<B>) -> RequestKind {
-        if let Some(kind) = request.extensions().get::<RequestKind>() {
-            return *kind;
-        }
-        RequestKind::of_path(request.uri().path())
-    }
-
-    /// The kind a request to `path` (a query string may follow) is counted
-    /// as without a [`RequestKind`] extension.
-    pub fn of_path(path: &str) -> RequestKind {
-        match path.split('?').next().unwrap_or(path) {
-            "/ping" => RequestKind::Health,
-            "/write" => RequestKind::Write,
-            _ => RequestKind::Query,
         }
     }
 }

@@ -359,8 +359,7 @@ async fn send(node: &Arc<Node>, records: &[&Record]) -> Sent {
     };
     let mut request = node
         .request(Method::POST, &path)
-        .header(CONTENT_TYPE, content_type)
-        .extension(RequestKind::Replay);
+        .header(CONTENT_TYPE, content_type);
     if first.gzip {
         request = request.header(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
@@ -369,7 +368,7 @@ async fn send(node: &Arc<Node>, records: &[&Record]) -> Sent {
     }
     let attempt = async {
         let response = node
-            .send(request, payload, None)
+            .send(RequestKind::Replay, request, payload, None)
             .await
             .map_err(|e| e.to_string())?;
         let status = response.status();

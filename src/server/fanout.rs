@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use super::error::ApiError;
 use super::{full, ResponseBody, Shared};
 use crate::config::Consistency;
-use crate::node::{Node, NodeResponseBody};
+use crate::node::{Node, NodeResponseBody, RequestKind};
 use crate::queue::{Record, RecordKind};
 
 /// Largest node answer body kept for relaying an error.
@@ -166,13 +166,13 @@ async fn attempt_payload(
     headers: &HeaderMap,
     body: crate::payload::Payload,
 ) -> Outcome {
-    let mut request = node.request_to(Method::POST, uri.clone());
+    let mut request = node.request(Method::POST, uri.clone());
     if let Some(request_headers) = request.headers_mut() {
         for (name, value) in headers {
             request_headers.append(name.clone(), value.clone());
         }
     }
-    let response = match node.send(request, body, None).await {
+    let response = match node.send(RequestKind::Write, request, body, None).await {
         Ok(response) => response,
         Err(e) => return Outcome::Failed(e.to_string()),
     };

@@ -147,16 +147,14 @@ pub(super) async fn send_as(
     forward: &Forward,
     timeout: Option<Duration>,
 ) -> Result<Response<NodeResponseBody>, NodeError> {
-    let mut request = node.request(forward.method.clone(), &forward.path_and_query);
-    if kind != RequestKind::of_path(&forward.path_and_query) {
-        request = request.extension(kind);
-    }
+    let mut request = node.request(forward.method.clone(), forward.path_and_query.as_str());
     if let Some(headers) = request.headers_mut() {
         for (name, value) in &forward.headers {
             headers.append(name.clone(), value.clone());
         }
     }
-    node.send(request, forward.body.clone(), timeout).await
+    node.send(kind, request, forward.body.clone(), timeout)
+        .await
 }
 
 /// Sends a read to one node, failing over on connection errors and 5xx.
