@@ -41,7 +41,8 @@ struct BatchKey {
     /// The node's address in memory: a pending batch holds an `Arc` of the
     /// node, so the address cannot be reused while the key is in the map.
     node: usize,
-    path: String,
+    /// The `/write?…` path and query.
+    uri: http::Uri,
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
@@ -121,7 +122,7 @@ impl Coalescer {
         let (answer, mut outcome) = oneshot::channel();
         let key = Arc::new(BatchKey {
             node: Arc::as_ptr(node) as usize,
-            path: send.path.clone(),
+            uri: send.uri.clone(),
             headers: send
                 .headers
                 .iter()

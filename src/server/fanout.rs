@@ -30,9 +30,8 @@ const MAX_NODE_ERROR_BODY: usize = 64 * 1024;
 /// Everything needed to send one write to any node, or to queue it.
 #[derive(Debug)]
 pub struct WriteSend {
-    /// `/write?…` with the client's credentials, for direct sends.
-    pub path: String,
-    /// `path` parsed once, for every node's request.
+    /// `/write?…` with the client's credentials, parsed once for every
+    /// node's request.
     pub uri: Uri,
     /// The client's headers that nodes need.
     pub headers: HeaderMap,

@@ -224,11 +224,9 @@ async fn deliveries(
             gzip && !split_up,
             batch,
         );
-        let path = params.node_path();
-        let uri = http::Uri::try_from(path.as_str())
+        let uri = http::Uri::try_from(params.node_path())
             .map_err(|e| ApiError::BadRequest(format!("invalid write parameters: {e}")))?;
         let send = WriteSend {
-            path,
             uri,
             headers: headers.clone(),
             record,
