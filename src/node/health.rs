@@ -47,16 +47,11 @@ impl Node {
     }
 
     fn record_version(&self, version: Option<&http::HeaderValue>) {
-        let Some(version) = version.and_then(|v| v.to_str().ok()) else {
+        let Some(version) = version.filter(|v| v.to_str().is_ok()) else {
             return;
         };
-        if let Ok(mut detail) = self.detail.lock() {
-            if detail.version.as_deref() != Some(version) {
-                detail.version = Some(version.to_string());
-                if let Ok(header) = http::HeaderValue::from_str(version) {
-                    self.version.store(Some(Arc::new(header)));
-                }
-            }
+        if self.version.load().as_deref() != Some(version) {
+            self.version.store(Some(Arc::new(version.clone())));
         }
     }
 

@@ -44,7 +44,8 @@ pub struct Node {
     connect_uri: http::Uri,
     /// The `Host` header of every request to this node.
     host: http::HeaderValue,
-    /// The `X-Influxdb-Version` the node last answered a ping with.
+    /// The `X-Influxdb-Version` the node last answered a ping with (for
+    /// `/status`, and stamped on the router's own answers).
     version: arc_swap::ArcSwapOption<http::HeaderValue>,
     /// Basic-auth header value built from the cluster's credentials.
     router_auth: Option<http::HeaderValue>,
@@ -62,7 +63,6 @@ pub struct Node {
 pub struct Detail {
     pub last_error: Option<String>,
     pub last_error_at: Option<SystemTime>,
-    pub version: Option<String>,
     pub last_check_at: Option<SystemTime>,
     /// The last replay failure, cleared by a successful replay.
     pub replay_error: Option<String>,

@@ -179,7 +179,7 @@ fn node_status(node: &Node) -> Value {
         "mode": node.mode().to_string(),
         "health": if node.is_healthy() { "healthy" } else { "unhealthy" },
         "in_flight": node.in_flight(),
-        "influxdb_version": detail.version,
+        "influxdb_version": node.version_header().as_ref().and_then(|v| v.to_str().ok()),
         "last_error": detail.last_error,
         "last_error_at": detail.last_error_at.map(unix_seconds),
         "last_check_at": detail.last_check_at.map(unix_seconds),
