@@ -35,6 +35,7 @@ fn record(len: usize) -> Record {
         rp: String::new(),
         precision: String::from("ns"),
         gzip: false,
+        auth: None,
         body: Payload::from(Bytes::from(body)),
     }
 }

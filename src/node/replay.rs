@@ -453,6 +453,7 @@ mod tests {
             rp: String::new(),
             precision: "s".into(),
             gzip: false,
+            auth: None,
             body: Payload::from(body),
         }
     }

@@ -31,11 +31,14 @@
 //! u32  crc             CRC-32 (IEEE) of those len bytes
 //! u8   kind            1 = write, 2 = statement (InfluxQL to POST as /query)
 //! u8   flags           bit 0: body is gzip; bit 1: reason follows (dead
-//!                      letters only); other bits must be 0
+//!                      letters only); bit 2: credentials follow; other
+//!                      bits must be 0
 //! u64  accepted_at_ms  unix ms when the router accepted it
 //! u32 + bytes          db, UTF-8 ("" allowed)
 //! u32 + bytes          rp, UTF-8 ("" = none)
 //! u32 + bytes          precision, UTF-8 ("" = none)
+//! [u32 + bytes]        credentials: the client's `Authorization` header
+//!                      value, UTF-8, when flag bit 2 is set
 //! [u32 + bytes]        reason, UTF-8, dead letters only
 //! bytes                body, exactly as it is sent to the node
 //! ```
@@ -217,6 +220,10 @@ pub struct Record {
     pub precision: String,
     /// The body is gzip-encoded (`Content-Encoding: gzip`).
     pub gzip: bool,
+    /// The client's credentials, as the `Authorization` header value the
+    /// node gets on replay (`Basic …`, `Token …`, `Bearer …`); `None` when
+    /// the client sent none. A replay never uses any other credentials.
+    pub auth: Option<crate::config::Secret>,
     /// Write: line protocol as sent; statement: the `q` text (UTF-8).
     pub body: crate::payload::Payload,
 }

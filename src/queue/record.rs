@@ -26,6 +26,8 @@ const FIXED_LEN: u64 = 1 + 1 + 8 + 3 * 4;
 const FLAG_GZIP: u8 = 0x01;
 /// Set only in the dead-letter file: a reason follows the precision.
 const FLAG_REASON: u8 = 0x02;
+/// The client's credentials follow the precision.
+const FLAG_AUTH: u8 = 0x04;
 
 /// Why bytes are not a record (for logs and counters).
 pub type Corrupt = &'static str;
@@ -38,8 +40,9 @@ impl Record {
 
     fn payload_len(&self, reason: Option<&str>) -> u64 {
         let names = self.db.len() + self.rp.len() + self.precision.len();
+        let auth = self.auth.as_ref().map_or(0, |a| 4 + a.expose().len());
         let reason = reason.map_or(0, |r| 4 + r.len());
-        FIXED_LEN + (names + reason) as u64 + self.body.len()
+        FIXED_LEN + (names + auth + reason) as u64 + self.body.len()
     }
 }
 
@@ -60,10 +63,14 @@ pub fn encode_into(record: &Record, reason: Option<&str>, out: &mut Vec<u8>) {
     out.push(record.kind as u8);
     let gzip = if record.gzip { FLAG_GZIP } else { 0 };
     let has_reason = if reason.is_some() { FLAG_REASON } else { 0 };
-    out.push(gzip | has_reason);
+    let has_auth = if record.auth.is_some() { FLAG_AUTH } else { 0 };
+    out.push(gzip | has_reason | has_auth);
     out.extend_from_slice(&record.accepted_at_ms.to_le_bytes());
     for name in [&record.db, &record.rp, &record.precision] {
         put_str(out, name);
+    }
+    if let Some(auth) = &record.auth {
+        put_str(out, auth.expose());
     }
     if let Some(reason) = reason {
         put_str(out, reason);
@@ -112,6 +119,8 @@ pub struct Fields<'a> {
     pub db: &'a str,
     pub rp: &'a str,
     pub precision: &'a str,
+    /// The client's `Authorization` header value, when it sent one.
+    pub auth: Option<&'a str>,
     /// Only in the dead-letter file.
     pub reason: Option<&'a str>,
     /// Where the body is in the frame.
@@ -128,6 +137,7 @@ impl Fields<'_> {
             rp: self.rp.to_string(),
             precision: self.precision.to_string(),
             gzip: self.gzip,
+            auth: self.auth.map(crate::config::Secret::new),
             body: Payload::from(frame.slice(self.body.clone())),
         }
     }
@@ -153,9 +163,9 @@ pub fn decode(frame: &[u8], dead_letter: bool) -> Result<Fields<'_>, Corrupt> {
     };
     let flags = cursor.u8()?;
     let allowed = if dead_letter {
-        FLAG_GZIP | FLAG_REASON
+        FLAG_GZIP | FLAG_AUTH | FLAG_REASON
     } else {
-        FLAG_GZIP
+        FLAG_GZIP | FLAG_AUTH
     };
     if flags & !allowed != 0 {
         return Err("unknown record flags");
@@ -165,6 +175,11 @@ pub fn decode(frame: &[u8], dead_letter: bool) -> Result<Fields<'_>, Corrupt> {
     }
     let accepted_at_ms = cursor.u64()?;
     let (db, rp, precision) = (cursor.str()?, cursor.str()?, cursor.str()?);
+    let auth = if flags & FLAG_AUTH != 0 {
+        Some(cursor.str()?)
+    } else {
+        None
+    };
     let reason = if flags & FLAG_REASON != 0 {
         Some(cursor.str()?)
     } else {
@@ -177,6 +192,7 @@ pub fn decode(frame: &[u8], dead_letter: bool) -> Result<Fields<'_>, Corrupt> {
         db,
         rp,
         precision,
+        auth,
         reason,
         body: cursor.at..frame.len(),
     })
@@ -273,6 +289,7 @@ mod tests {
             rp: "autogen".into(),
             precision: "ms".into(),
             gzip: true,
+            auth: None,
             body,
         }
     }
@@ -287,6 +304,21 @@ mod tests {
         assert_eq!((fields.rp, fields.precision), ("autogen", "ms"));
         assert!(fields.gzip);
         assert_eq!(&frame[fields.body], b"cpu v=1\n");
+    }
+
+    #[test]
+    fn the_clients_credentials_travel_with_the_record() {
+        let with = Record {
+            auth: Some(crate::config::Secret::new("Basic Ym9iOnNlY3JldA==")),
+            ..record("db", Payload::from("cpu v=1\n"))
+        };
+        let frame = encode(&with);
+        assert_eq!(frame.len() as u64, with.encoded_len());
+        let fields = decode(&frame, false).unwrap();
+        assert_eq!(fields.auth, Some("Basic Ym9iOnNlY3JldA=="));
+        assert_eq!(&frame[fields.body], b"cpu v=1\n");
+        let without = encode(&record("db", Payload::from("cpu v=1\n")));
+        assert_eq!(decode(&without, false).unwrap().auth, None);
     }
 
     #[test]

@@ -21,6 +21,7 @@ fn write(n: u64) -> Record {
         rp: String::new(),
         precision: String::from("ns"),
         gzip: false,
+        auth: None,
         body: Payload::from(Bytes::from(format!("cpu v={n}i {n}\n"))),
     }
 }

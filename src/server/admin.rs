@@ -153,6 +153,7 @@ fn statement_record(q: &str, db: &str) -> Record {
         rp: String::new(),
         precision: String::new(),
         gzip: false,
+        auth: None,
         body: Payload::from(Bytes::copy_from_slice(q.as_bytes())),
     }
 }

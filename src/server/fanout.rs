@@ -56,6 +56,7 @@ impl WriteSend {
             rp: rp.unwrap_or_default().to_string(),
             precision: precision.unwrap_or_default().to_string(),
             gzip,
+            auth: None,
             body,
         }
     }
