@@ -120,7 +120,11 @@ async fn handshake<T>(io: T) -> Result<SendRequest<PayloadBody>, NodeError>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    // InfluxDB copies a rejected line into `X-Influxdb-Error` raw, control
+    // bytes included: such a header line is dropped, and the answer (a 400
+    // with the error in its body too) is still read as the answer it is
     let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        .ignore_invalid_headers_in_responses(true)
         .handshake(io)
         .await
         .map_err(|e| failed(&e))?;
