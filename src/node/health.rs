@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use http::{Method, StatusCode};
 use tokio::sync::watch;
 
+use super::auth::AuthRequired;
 use super::Node;
 use crate::config::HealthConfig;
 use crate::payload::Payload;
@@ -85,7 +86,44 @@ pub async fn run_checks(node: Arc<Node>, config: HealthConfig, mut stop: watch::
             _ = stop.changed() => return,
         }
         let result = node.ping(&config).await;
+        let up = result.is_ok();
         node.record_check(result, &config);
+        if up && node.auth().required() == AuthRequired::Unknown {
+            // bounded as a whole: a node that stalls mid-answer must not
+            // hold up its health checks
+            let _ = tokio::time::timeout(config.timeout, node.probe_auth(&config)).await;
+        }
+    }
+}
+
+/// The `User-Agent` of [`Node::probe_auth`]'s request.
+pub const AUTH_PROBE_AGENT: &str = "influxdb-router auth probe";
+
+impl Node {
+    /// Asks the node once whether it checks credentials: `SHOW DATABASES`
+    /// without any. A 401 or 403 says it does, a 2xx that it does not;
+    /// anything else leaves it unknown for the next check.
+    pub async fn probe_auth(self: &Arc<Self>, config: &HealthConfig) {
+        let request = self
+            .request(Method::GET, "/query?q=SHOW+DATABASES")
+            .header(http::header::USER_AGENT, AUTH_PROBE_AGENT);
+        let sent = self
+            .send(
+                super::RequestKind::Health,
+                request,
+                Payload::default(),
+                Some(config.timeout),
+            )
+            .await;
+        if let Ok(response) = sent {
+            let status = response.status();
+            let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+            if status.is_success() {
+                self.auth().set_required(AuthRequired::No);
+            } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                self.auth().set_required(AuthRequired::Yes);
+            }
+        }
     }
 }
 

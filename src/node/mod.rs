@@ -11,9 +11,12 @@
 //!   request sending with timeouts, and a response body that keeps the
 //!   in-flight count until it is consumed.
 //! * [`health`]: the active `GET /ping` checker.
+//! * [`auth`]: whether the node checks credentials and which it accepted,
+//!   learned from its answers.
 //! * [`replay`]: the one reader of the node's queue, draining it in order
 //!   while the node is healthy.
 
+pub mod auth;
 pub mod client;
 pub mod health;
 pub mod replay;
@@ -47,8 +50,11 @@ pub struct Node {
     /// The `X-Influxdb-Version` the node last answered a ping with (for
     /// `/status`, and stamped on the router's own answers).
     version: arc_swap::ArcSwapOption<http::HeaderValue>,
-    /// Basic-auth header value built from the cluster's credentials.
+    /// Basic-auth header value built from the cluster's credentials: for
+    /// health checks and control-plane work only, never a client's request.
     router_auth: Option<http::HeaderValue>,
+    /// What the node's answers taught about its authentication.
+    auth: auth::AuthMemory,
     healthy: AtomicBool,
     fails_in_a_row: AtomicU32,
     oks_in_a_row: AtomicU32,
@@ -99,6 +105,7 @@ impl Node {
                 .unwrap_or_else(|_| http::HeaderValue::from_static("localhost")),
             version: arc_swap::ArcSwapOption::empty(),
             router_auth: basic_auth(cluster),
+            auth: auth::AuthMemory::default(),
             healthy: AtomicBool::new(true),
             fails_in_a_row: AtomicU32::new(0),
             oks_in_a_row: AtomicU32::new(0),
@@ -137,6 +144,18 @@ impl Node {
 
     pub fn router_auth(&self) -> Option<&http::HeaderValue> {
         self.router_auth.as_ref()
+    }
+
+    /// What the node's answers taught about its authentication.
+    pub fn auth(&self) -> &auth::AuthMemory {
+        &self.auth
+    }
+
+    /// Whether the node may hold a request with `credentials` in its queue
+    /// although no node checked them (see [`auth::AuthMemory::vouches_for`]).
+    pub fn vouches_for(&self, credentials: Option<&crate::config::Secret>) -> bool {
+        self.auth
+            .vouches_for(credentials, self.router_auth.is_some())
     }
 
     pub fn is_healthy(&self) -> bool {

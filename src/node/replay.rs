@@ -10,7 +10,10 @@
 //! resent record by record, and a record the node rejects on its own goes to
 //! the dead-letter file so the records behind it move on.
 //!
-//! Replays use the cluster's router credentials, never a client's. A node in
+//! A record is replayed with the credentials of the client that sent it,
+//! kept in the record, and never with the router's: a queued request can do
+//! nothing the node would have refused the client. A 401 or 403 at replay
+//! is final like any 4xx (dead-lettered, logged, counted). A node in
 //! mode `off` is not replayed to; `drain` nodes are (no new work, but their
 //! backlog still goes out).
 //!
@@ -249,6 +252,7 @@ fn joinable(a: &Record, b: &Record) -> bool {
         && a.db == b.db
         && a.rp == b.rp
         && a.precision == b.precision
+        && a.auth == b.auth
 }
 
 /// Sends a group; on a 4xx for several records, falls back to one by one.
@@ -363,8 +367,8 @@ async fn send(node: &Arc<Node>, records: &[&Record]) -> Sent {
     if first.gzip {
         request = request.header(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    if let Some(auth) = node.router_auth() {
-        request = request.header(AUTHORIZATION, auth.clone());
+    if let Some(auth) = first.auth.as_ref().and_then(header_value) {
+        request = request.header(AUTHORIZATION, auth);
     }
     let attempt = async {
         let response = node
@@ -396,6 +400,14 @@ fn classify(status: http::StatusCode, body: &Bytes) -> Sent {
     } else {
         Sent::Retry(format!("answered {status}: {}", text()))
     }
+}
+
+/// The client's credentials as a header value, marked sensitive; `None`
+/// when they cannot be one (then the node sees no credentials at all).
+fn header_value(auth: &crate::config::Secret) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(auth.expose()).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 fn write_path(record: &Record) -> String {

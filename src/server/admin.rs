@@ -19,9 +19,11 @@ use http_body_util::{BodyExt, Full};
 use tokio::task::JoinSet;
 
 use super::error::ApiError;
-use super::fanout::now_ms;
+use super::fanout::{is_denied, now_ms};
 use super::query::{send_as, Forward, HOP_BY_HOP};
+use super::write::client_credentials;
 use super::{full, ResponseBody, Shared};
+use crate::config::Secret;
 use crate::node::{Node, RequestKind};
 use crate::payload::Payload;
 use crate::protocol::influxql::Statement;
@@ -107,22 +109,116 @@ pub(super) async fn broadcast(
             "no node takes administrative statements".into(),
         ));
     }
-    let statement = Arc::new(statement_record(q, db));
+    let credentials = query_credentials(&forward);
+    let statement = Arc::new(statement_record(q, db, credentials));
     let forward = Arc::new(forward);
     let mut tasks = JoinSet::new();
-    for (index, node) in nodes.into_iter().enumerate() {
+    for (index, node) in nodes.iter().cloned().enumerate() {
         let (forward, statement) = (forward.clone(), statement.clone());
-        tasks.spawn(async move { (index, apply(&node, &forward, &statement).await) });
+        tasks.spawn(async move { (index, first_pass(&node, &forward, &statement).await) });
     }
-    let mut answers: Vec<(usize, AdminAnswer)> = tasks.join_all().await;
-    answers.sort_by_key(|(index, _)| *index);
-    merge(answers.into_iter().map(|(_, a)| a).collect())
+    let mut firsts: Vec<(usize, FirstPass)> = tasks.join_all().await;
+    firsts.sort_by_key(|(index, _)| *index);
+    let firsts: Vec<FirstPass> = firsts.into_iter().map(|(_, f)| f).collect();
+    if let Some(refusal) = firsts.iter().find_map(FirstPass::refusal) {
+        // a node refused the credentials: that is the answer, nothing is queued
+        return Ok(relay(refusal.0, refusal.1));
+    }
+    let verdict = if firsts.iter().any(|f| matches!(f, FirstPass::Queue(_))) {
+        credentials_verdict(&nodes, &firsts, statement.auth.as_ref())
+    } else {
+        Ok(())
+    };
+    if let Err(why) = &verdict {
+        if firsts.iter().all(|f| matches!(f, FirstPass::Queue(_))) {
+            return Err(ApiError::Unavailable(format!(
+                "no node could apply the statement now and it was {why}"
+            )));
+        }
+    }
+    let second = nodes.iter().zip(firsts).map(|(node, first)| {
+        let (statement, verdict) = (statement.clone(), verdict.clone());
+        async move {
+            let applied = match (first, verdict) {
+                (FirstPass::Answered(head, body), _) => Applied::Answered(head, body),
+                (FirstPass::Queue(_), Err(why)) => Applied::Failed(why),
+                (FirstPass::Queue(reason), Ok(())) => {
+                    match node.hint((*statement).clone(), reason.as_deref()).await {
+                        Ok(()) => Applied::Queued,
+                        Err(message) => Applied::Failed(message),
+                    }
+                }
+            };
+            AdminAnswer {
+                node: node.name().to_string(),
+                applied,
+            }
+        }
+    });
+    merge(futures_util::future::join_all(second).await)
+}
+
+/// What one node did with the statement on the first pass.
+#[derive(Debug)]
+enum FirstPass {
+    Answered(Response<()>, Bytes),
+    /// To be queued, with why a direct attempt failed (when it was tried).
+    Queue(Option<String>),
+}
+
+impl FirstPass {
+    /// The node's answer when it refused the client's credentials.
+    fn refusal(&self) -> Option<(&Response<()>, &Bytes)> {
+        match self {
+            FirstPass::Answered(head, body) if is_denied(head.status()) => Some((head, body)),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the nodes that could not take the statement now may get it
+/// through their queues: some node accepted the client's credentials just
+/// now, or one accepted them before, or they need none.
+fn credentials_verdict(
+    nodes: &[Arc<Node>],
+    firsts: &[FirstPass],
+    credentials: Option<&Secret>,
+) -> Result<(), String> {
+    let checked = firsts
+        .iter()
+        .any(|f| matches!(f, FirstPass::Answered(head, _) if head.status().is_success()));
+    if checked || nodes.iter().any(|node| node.vouches_for(credentials)) {
+        Ok(())
+    } else {
+        Err(
+            "not queued: no node can check the credentials now, and none accepted them before"
+                .into(),
+        )
+    }
+}
+
+/// The client's credentials of a query: `u` and `p` from the URL (as
+/// InfluxDB reads them), else its `Authorization` header.
+fn query_credentials(forward: &Forward) -> Option<Secret> {
+    let query = forward
+        .path_and_query
+        .split_once('?')
+        .map_or("", |(_, q)| q);
+    let (mut user, mut password) = (None, None);
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match &*key {
+            "u" => user = Some(value.into_owned()),
+            "p" => password = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    client_credentials(user.as_deref(), password.as_deref(), &forward.headers)
 }
 
 /// Broadcasts the router's own admin statement `q` (self-monitoring's
 /// `CREATE DATABASE`) like a client's: to every node that takes admin
 /// statements, queued for those that cannot take it now. Sent without
-/// credentials (queued copies are replayed with the cluster's).
+/// credentials, and its queued copies are replayed without them too.
 pub async fn run_statement(
     shared: &Arc<Shared>,
     q: &str,
@@ -145,7 +241,7 @@ pub async fn run_statement(
     broadcast(shared, forward, q, &statements, "").await
 }
 
-fn statement_record(q: &str, db: &str) -> Record {
+fn statement_record(q: &str, db: &str, auth: Option<Secret>) -> Record {
     Record {
         kind: RecordKind::Statement,
         accepted_at_ms: now_ms(),
@@ -153,34 +249,25 @@ fn statement_record(q: &str, db: &str) -> Record {
         rp: String::new(),
         precision: String::new(),
         gzip: false,
-        auth: None,
+        auth,
         body: Payload::from(Bytes::copy_from_slice(q.as_bytes())),
     }
 }
 
-/// Applies the statement on one node now, or queues it when the node is down.
-async fn apply(node: &Arc<Node>, forward: &Forward, statement: &Record) -> AdminAnswer {
-    let reason = if node.must_queue() {
-        None
-    } else {
-        match direct(node, forward).await {
-            Ok((head, body)) if !head.status().is_server_error() => {
-                return AdminAnswer {
-                    node: node.name().to_string(),
-                    applied: Applied::Answered(head, body),
-                };
-            }
-            Ok((head, _)) => Some(format!("answered {}", head.status())),
-            Err(message) => Some(message),
+/// Applies the statement on one node now, or says it must be queued: the
+/// node is down or has a backlog, or the attempt failed without an answer
+/// or with a 5xx.
+async fn first_pass(node: &Arc<Node>, forward: &Forward, statement: &Record) -> FirstPass {
+    if node.must_queue() {
+        return FirstPass::Queue(None);
+    }
+    match direct(node, forward).await {
+        Ok((head, body)) if !head.status().is_server_error() => {
+            node.auth().learn(head.status(), statement.auth.as_ref());
+            FirstPass::Answered(head, body)
         }
-    };
-    let applied = match node.hint(statement.clone(), reason.as_deref()).await {
-        Ok(()) => Applied::Queued,
-        Err(message) => Applied::Failed(message),
-    };
-    AdminAnswer {
-        node: node.name().to_string(),
-        applied,
+        Ok((head, _)) => FirstPass::Queue(Some(format!("answered {}", head.status()))),
+        Err(message) => FirstPass::Queue(Some(message)),
     }
 }
 

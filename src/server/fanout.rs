@@ -96,10 +96,7 @@ pub async fn fan_out(
     let (answer, answered) = oneshot::channel();
     let task_shared = shared.clone();
     shared.background.spawn(async move {
-        let deliveries = targets
-            .iter()
-            .map(|node| deliver(&task_shared, node, &send));
-        let outcomes = futures_util::future::join_all(deliveries).await;
+        let outcomes = deliver(&task_shared, &targets, &send).await;
         let mut tally = Tally::new(targets.len(), consistency);
         for (node, outcome) in targets.iter().zip(outcomes) {
             tally.add(node.name(), outcome);
@@ -114,27 +111,111 @@ pub async fn fan_out(
     }
 }
 
-/// Delivers to one node directly when it has no backlog, else through its queue.
-async fn deliver(shared: &Arc<Shared>, node: &Arc<Node>, send: &Arc<WriteSend>) -> Outcome {
-    let reason = if node.must_queue() {
-        None
-    } else {
-        // the rarer paths are boxed: this future is moved around whole, so
-        // it should only be as large as the common path needs
-        let outcome = match &shared.coalescer {
-            Some(coalescer) if coalescer.accepts(send) => {
-                Box::pin(coalescer.submit(shared, node, send)).await
-            }
-            _ => direct(shared, node, send, send.record.body.clone()).await,
-        };
-        match outcome {
-            Outcome::Failed(message) => Some(message),
-            delivered => return delivered,
+/// What became of one node's copy on the first pass.
+enum FirstPass {
+    Done(Outcome),
+    /// To be queued, with why a direct attempt failed (when it was tried).
+    Queue(Option<String>),
+}
+
+impl FirstPass {
+    fn into_outcome(self) -> Outcome {
+        match self {
+            FirstPass::Done(outcome) => outcome,
+            FirstPass::Queue(reason) => Outcome::Failed(reason.unwrap_or_default()),
         }
+    }
+}
+
+/// Delivers directly to the nodes without a backlog, then queues the copies
+/// of the others, but only when no node refused the client's credentials and
+/// some node checked them (or vouches for them, see [`Node::vouches_for`]):
+/// a queued copy is replayed with the client's credentials and can never do
+/// what the nodes would refuse.
+async fn deliver(
+    shared: &Arc<Shared>,
+    targets: &[Arc<Node>],
+    send: &Arc<WriteSend>,
+) -> Vec<Outcome> {
+    let firsts =
+        futures_util::future::join_all(targets.iter().map(|node| first_pass(shared, node, send)))
+            .await;
+    if firsts.iter().all(|f| matches!(f, FirstPass::Done(_))) {
+        return firsts.into_iter().map(FirstPass::into_outcome).collect();
+    }
+    let verdict = credentials_verdict(targets, &firsts, send.record.auth.as_ref());
+    let hints = targets.iter().zip(firsts).map(|(node, first)| {
+        let verdict = verdict.clone();
+        async move {
+            match (first, verdict) {
+                (FirstPass::Done(outcome), _) => outcome,
+                (FirstPass::Queue(_), Err(why)) => Outcome::Failed(why),
+                (FirstPass::Queue(reason), Ok(())) => {
+                    match Box::pin(node.hint(send.record.clone(), reason.as_deref())).await {
+                        Ok(()) => Outcome::Queued(reason),
+                        Err(message) => Outcome::Failed(message),
+                    }
+                }
+            }
+        }
+    });
+    futures_util::future::join_all(hints).await
+}
+
+/// Whether the copies that could not be delivered may be queued: `Err`
+/// with the reason when a node refused the credentials, or when no node
+/// checked them and none vouches for them.
+fn credentials_verdict(
+    targets: &[Arc<Node>],
+    firsts: &[FirstPass],
+    credentials: Option<&crate::config::Secret>,
+) -> Result<(), String> {
+    let mut checked = false;
+    for (node, first) in targets.iter().zip(firsts) {
+        match first {
+            FirstPass::Done(Outcome::Rejected(response)) if is_denied(response.status()) => {
+                return Err(format!(
+                    "not queued: {} refused the credentials ({})",
+                    node.name(),
+                    response.status()
+                ));
+            }
+            FirstPass::Done(Outcome::Acked) => checked = true,
+            _ => {}
+        }
+    }
+    if checked || targets.iter().any(|node| node.vouches_for(credentials)) {
+        Ok(())
+    } else {
+        Err(
+            "not queued: no node can check the credentials now, and none accepted them before"
+                .into(),
+        )
+    }
+}
+
+/// 401 and 403: the node refused the credentials.
+pub(super) fn is_denied(status: http::StatusCode) -> bool {
+    status == http::StatusCode::UNAUTHORIZED || status == http::StatusCode::FORBIDDEN
+}
+
+/// Delivers to one node directly when it has no backlog; else says it must
+/// be queued.
+async fn first_pass(shared: &Arc<Shared>, node: &Arc<Node>, send: &Arc<WriteSend>) -> FirstPass {
+    if node.must_queue() {
+        return FirstPass::Queue(None);
+    }
+    // the rarer paths are boxed: this future is moved around whole, so
+    // it should only be as large as the common path needs
+    let outcome = match &shared.coalescer {
+        Some(coalescer) if coalescer.accepts(send) => {
+            Box::pin(coalescer.submit(shared, node, send)).await
+        }
+        _ => direct(shared, node, send, send.record.body.clone()).await,
     };
-    match Box::pin(node.hint(send.record.clone(), reason.as_deref())).await {
-        Ok(()) => Outcome::Queued(reason),
-        Err(message) => Outcome::Failed(message),
+    match outcome {
+        Outcome::Failed(message) => FirstPass::Queue(Some(message)),
+        delivered => FirstPass::Done(delivered),
     }
 }
 
@@ -149,7 +230,13 @@ pub(super) async fn direct(
     let timeout = shared.config.write.timeout;
     match tokio::time::timeout(
         timeout,
-        attempt_payload(node, &send.uri, &send.headers, body),
+        attempt_payload(
+            node,
+            &send.uri,
+            &send.headers,
+            send.record.auth.as_ref(),
+            body,
+        ),
     )
     .await
     {
@@ -164,6 +251,7 @@ async fn attempt_payload(
     node: &Arc<Node>,
     uri: &Uri,
     headers: &HeaderMap,
+    credentials: Option<&crate::config::Secret>,
     body: crate::payload::Payload,
 ) -> Outcome {
     let mut request = node.request(Method::POST, uri.clone());
@@ -177,6 +265,7 @@ async fn attempt_payload(
         Err(e) => return Outcome::Failed(e.to_string()),
     };
     let status = response.status();
+    node.auth().learn(status, credentials);
     let (parts, body) = response.into_parts();
     let body = read_small(body).await;
     if status.is_success() {

@@ -206,6 +206,11 @@ async fn deliveries(
         vec![(table.cluster_index_for_db(&params.db), payload)]
     };
     let mut headers = forwarded_headers(client_headers);
+    let credentials = client_credentials(
+        params.user.as_deref(),
+        params.password.as_ref().map(Secret::expose),
+        &headers,
+    );
     if split_up {
         headers.remove(CONTENT_ENCODING); // split batches are sent decoded
     }
@@ -217,13 +222,14 @@ async fn deliveries(
             let message = format!("cluster {:?} has no write-enabled node", cluster.name);
             return Err(ApiError::Unavailable(message));
         }
-        let record = WriteSend::record(
+        let mut record = WriteSend::record(
             &params.db,
             params.rp.as_deref(),
             params.precision,
             gzip && !split_up,
             batch,
         );
+        record.auth = credentials.clone();
         let uri = http::Uri::try_from(params.node_path())
             .map_err(|e| ApiError::BadRequest(format!("invalid write parameters: {e}")))?;
         let send = WriteSend {
@@ -309,6 +315,27 @@ pub fn forwarded_headers(client: &HeaderMap) -> HeaderMap {
         );
     }
     headers
+}
+
+/// The client's credentials as the one `Authorization` value a queued copy
+/// is replayed with: `u` and `p` when both are given (InfluxDB reads them
+/// first), else the forwarded `Authorization` header; `None` without either.
+pub fn client_credentials(
+    user: Option<&str>,
+    password: Option<&str>,
+    forwarded: &HeaderMap,
+) -> Option<Secret> {
+    match (user, password) {
+        (Some(user), Some(password)) if !user.is_empty() && !password.is_empty() => {
+            let token = crate::node::base64(format!("{user}:{password}").as_bytes());
+            Some(Secret::new(format!("Basic {token}")))
+        }
+        _ => {
+            let header = forwarded.get(AUTHORIZATION)?;
+            let text = String::from_utf8_lossy(header.as_bytes()).into_owned();
+            Some(Secret::new(text))
+        }
+    }
 }
 
 /// InfluxDB 1.8 accepts `Authorization: Token user:password`; older nodes only

@@ -66,6 +66,8 @@ pub struct Influxd {
     client: HarnessClient,
     /// Certificate and key when the API is served over HTTPS.
     https: Option<HttpsFiles>,
+    /// With `auth-enabled = true`: the admin user the harness talks as.
+    admin: Option<(String, String)>,
 }
 
 /// The PEM files of an `influxd` that serves HTTPS.
@@ -110,7 +112,33 @@ impl Influxd {
         Influxd::start_with(Some(files))
     }
 
+    /// Like [`start`](Self::start) with `auth-enabled = true`, and `user`
+    /// created as an admin with `password` (the first user needs no
+    /// credentials); the harness's own requests then carry them.
+    pub async fn start_with_admin(user: &str, password: &str) -> Influxd {
+        let mut influxd = tokio::task::block_in_place(|| {
+            Influxd::start_configured(None, Some((user.to_string(), password.to_string())))
+        });
+        let q = format!(
+            "CREATE USER {} WITH PASSWORD '{}' WITH ALL PRIVILEGES",
+            quote_ident(user),
+            password.replace('\\', "\\\\").replace('\'', "\\'")
+        );
+        let admin = influxd.admin.take();
+        let answer = influxd.query(&q, None).await;
+        assert!(
+            answer.pointer("/results/0/error").is_none(),
+            "{q}: {answer}"
+        );
+        influxd.admin = admin;
+        influxd
+    }
+
     fn start_with(https: Option<HttpsFiles>) -> Influxd {
+        Influxd::start_configured(https, None)
+    }
+
+    fn start_configured(https: Option<HttpsFiles>, admin: Option<(String, String)>) -> Influxd {
         let binary = find_on_path("influxd").unwrap_or_else(|| panic!("{NOT_INSTALLED}"));
         let dir = tempfile::Builder::new()
             .prefix("influxd-test-")
@@ -137,6 +165,7 @@ impl Influxd {
             process: Mutex::new(None),
             client,
             https,
+            admin,
         };
         for attempt in 1..=START_ATTEMPTS {
             let (http_port, rpc_port) = super::free_port_pair();
@@ -311,6 +340,9 @@ impl Influxd {
         match &self.client {
             HarnessClient::Plain(client) => {
                 let mut request = client.post(url).body(body);
+                if let Some((user, password)) = &self.admin {
+                    request = request.basic_auth(user, Some(password));
+                }
                 if let Some(content_type) = content_type {
                     request = request.header("Content-Type", content_type);
                 }
@@ -404,7 +436,7 @@ bind-address = "127.0.0.1:{rpc}"
 [http]
   enabled = true
   bind-address = "127.0.0.1:{http}"
-  auth-enabled = false
+  auth-enabled = {auth}
   log-enabled = false
   write-tracing = false
   pprof-enabled = false
@@ -426,6 +458,7 @@ bind-address = "127.0.0.1:{rpc}"
             data = path("data"),
             wal = path("wal"),
             https = https,
+            auth = self.admin.is_some(),
         );
         fs::write(self.config_path(), config).expect("cannot write the influxd config");
     }
