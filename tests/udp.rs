@@ -105,6 +105,28 @@ async fn a_malformed_datagram_is_counted_and_dropped_while_good_ones_arrive() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn garbage_datagrams_never_hold_back_the_good_ones_behind_them() {
+    let (a, b, router) = two_nodes_with_udp().await;
+    let sender = sender();
+    let to: SocketAddr = router.router.udp_addr().expect("udp address");
+    let garbage: [&[u8]; 4] = [
+        b"lpcb0\x01\x02",
+        b"\x00\xff\xfe garbage \x01=\x02",
+        b"m\x01 v=\x02\n",
+        &[0x8b, 0x1f, 0x00, 0x07, 0x0a],
+    ];
+    for datagram in garbage {
+        sender.send_to(datagram, to).expect("datagram sent");
+    }
+    send(&sender, &router, &points(0, 3));
+    assert_both_hold(&a, &b, 3).await;
+    let status = router.get("/status").await.json();
+    for node in status["nodes"].as_array().cloned().unwrap_or_default() {
+        assert_eq!(node["queue"]["records"], 0, "nothing queued: {node}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_udp_datagram_sent_while_a_node_is_down_reaches_it_when_it_returns() {
     let (a, b, router) = two_nodes_with_udp().await;
     b.stop();

@@ -136,6 +136,16 @@ where
     Ok(sender)
 }
 
+/// An exchange that failed: an answer that could not be parsed is
+/// [`NodeError::Unreadable`], anything else a connection failure.
+fn exchange_failed(error: hyper::Error) -> NodeError {
+    if error.is_parse() || error.is_parse_status() || error.is_parse_too_large() {
+        NodeError::Unreadable(describe(&error))
+    } else {
+        failed(&error)
+    }
+}
+
 fn failed(error: &(dyn std::error::Error + 'static)) -> NodeError {
     NodeError::Connect(describe(error))
 }
@@ -320,6 +330,10 @@ pub enum NodeError {
     Connect(String),
     #[error("bad request towards node: {0}")]
     Request(String),
+    /// The node answered, but not in HTTP the client can read: unlike a
+    /// connection failure, sending the same request again gets the same.
+    #[error("unreadable answer: {0}")]
+    Unreadable(String),
 }
 
 impl NodeError {
@@ -404,9 +418,9 @@ impl Node {
                 let mut sender = Box::pin(self.connect()).await?;
                 let pending = sender.send_request(request);
                 self.pool.put(sender);
-                pending.await.map_err(|e| failed(&e))
+                pending.await.map_err(exchange_failed)
             }
-            _ => Err(failed(&error.into_error())),
+            _ => Err(exchange_failed(error.into_error())),
         }
     }
 

@@ -8,7 +8,10 @@
 //! batch and retries after a delay that doubles from `retry_min` to
 //! `retry_max`. A 4xx cannot be fixed by retrying: a batch that gets one is
 //! resent record by record, and a record the node rejects on its own goes to
-//! the dead-letter file so the records behind it move on.
+//! the dead-letter file so the records behind it move on. So does a record
+//! whose answer the client cannot read ([`super::NodeError::Unreadable`])
+//! [`UNREADABLE_ATTEMPTS`] times in a row: one record can never hold back
+//! every later write to the node.
 //!
 //! A record is replayed with the credentials of the client that sent it,
 //! kept in the record, and never with the router's: a queued request can do
@@ -47,6 +50,11 @@ const IDLE_RECHECK: Duration = Duration::from_secs(1);
 /// How long one replay request may take.
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How many times in a row one record may get an unreadable answer before
+/// it is moved to the dead-letter file, so that it cannot hold back every
+/// record behind it.
+const UNREADABLE_ATTEMPTS: u32 = 3;
+
 /// How often a replay that keeps failing is logged again.
 const FAILING_REMINDER: Duration = Duration::from_secs(300);
 
@@ -59,6 +67,7 @@ pub async fn run(node: Arc<Node>, buffer: BufferConfig, mut stop: watch::Receive
     }
     let mut delay = buffer.retry_min;
     let mut progress = Progress::default();
+    let mut strikes = Strikes::default();
     loop {
         let wait = if node.queue().is_empty() {
             progress.queue_empty(&node);
@@ -68,7 +77,7 @@ pub async fn run(node: Arc<Node>, buffer: BufferConfig, mut stop: watch::Receive
             wait_for(std::future::pending(), delay, &mut stop).await
         } else {
             progress.replaying(&node);
-            match drain_once(&node).await {
+            match drain_once(&node, &mut strikes).await {
                 Ok(()) => {
                     progress.succeeded(&node);
                     delay = buffer.retry_min;
@@ -193,8 +202,31 @@ async fn wait_for(
     }
 }
 
+/// The record that last got an unreadable answer, and how often in a row.
+#[derive(Debug, Default)]
+struct Strikes {
+    at: Option<Position>,
+    count: u32,
+}
+
+impl Strikes {
+    /// Counts one more unreadable answer for the record ending at `at`;
+    /// true once it has had [`UNREADABLE_ATTEMPTS`].
+    fn hit(&mut self, at: Position) -> bool {
+        if self.at == Some(at) {
+            self.count += 1;
+        } else {
+            *self = Strikes {
+                at: Some(at),
+                count: 1,
+            };
+        }
+        self.count >= UNREADABLE_ATTEMPTS
+    }
+}
+
 /// Replays one batch from the head of the queue; `Err` when the node failed.
-async fn drain_once(node: &Arc<Node>) -> Result<(), String> {
+async fn drain_once(node: &Arc<Node>, strikes: &mut Strikes) -> Result<(), String> {
     let queue = node.queue().clone();
     let batch = tokio::task::spawn_blocking(move || queue.peek_batch(BATCH_BYTES, BATCH_RECORDS))
         .await
@@ -203,7 +235,7 @@ async fn drain_once(node: &Arc<Node>) -> Result<(), String> {
     let started = Instant::now();
     let mut done = 0;
     for group in groups(&batch) {
-        let result = send_group(node, group).await;
+        let result = send_group(node, group, strikes).await;
         // commit what the node has before giving up on the rest
         let last = group.last().map(|(position, _)| *position);
         match (result, last) {
@@ -255,8 +287,13 @@ fn joinable(a: &Record, b: &Record) -> bool {
         && a.auth == b.auth
 }
 
-/// Sends a group; on a 4xx for several records, falls back to one by one.
-async fn send_group(node: &Arc<Node>, group: &[(Position, Record)]) -> Result<(), String> {
+/// Sends a group; on a 4xx or an unreadable answer for several records,
+/// falls back to one by one.
+async fn send_group(
+    node: &Arc<Node>,
+    group: &[(Position, Record)],
+    strikes: &mut Strikes,
+) -> Result<(), String> {
     let records: Vec<&Record> = group.iter().map(|(_, r)| r).collect();
     match send(node, &records).await {
         Sent::Ok => {
@@ -265,9 +302,9 @@ async fn send_group(node: &Arc<Node>, group: &[(Position, Record)]) -> Result<()
             Ok(())
         }
         Sent::Retry(message) => Err(message),
-        Sent::Rejected(_) if group.len() > 1 => {
+        Sent::Rejected(_) | Sent::Unreadable(_) if group.len() > 1 => {
             let mut rejected = Rejected::default();
-            let result = one_by_one(node, group, &mut rejected).await;
+            let result = one_by_one(node, group, &mut rejected, strikes).await;
             rejected.log(node);
             result
         }
@@ -278,7 +315,29 @@ async fn send_group(node: &Arc<Node>, group: &[(Position, Record)]) -> Result<()
             rejected.log(node);
             dead_letter(node, record, &reason).await
         }
+        Sent::Unreadable(message) => {
+            let (position, record) = &group[0];
+            unreadable(node, *position, record, message, strikes).await
+        }
     }
+}
+
+/// A record the node answered with something unreadable: an error to retry
+/// later, until it has happened [`UNREADABLE_ATTEMPTS`] times in a row;
+/// then the record goes to the dead-letter file (the caller commits past it).
+async fn unreadable(
+    node: &Arc<Node>,
+    position: Position,
+    record: &Record,
+    message: String,
+    strikes: &mut Strikes,
+) -> Result<(), String> {
+    if !strikes.hit(position) {
+        return Err(message);
+    }
+    let reason = format!("{message} ({UNREADABLE_ATTEMPTS} times in a row)");
+    tracing::warn!(node = %node.name(), cluster = %node.cluster(), db = %record.db, %reason, "the node's answers to a queued record are unreadable; moved to the dead-letter file");
+    dead_letter(node, record, &reason).await
 }
 
 /// Sends a group record by record after the node rejected it whole.
@@ -286,6 +345,7 @@ async fn one_by_one(
     node: &Arc<Node>,
     group: &[(Position, Record)],
     rejected: &mut Rejected,
+    strikes: &mut Strikes,
 ) -> Result<(), String> {
     for (position, record) in group {
         match send(node, &[record]).await {
@@ -294,6 +354,9 @@ async fn one_by_one(
             Sent::Rejected(reason) => {
                 rejected.add(record, &reason);
                 dead_letter(node, record, &reason).await?
+            }
+            Sent::Unreadable(message) => {
+                unreadable(node, *position, record, message, strikes).await?
             }
         }
         commit(node, *position).await?;
@@ -342,6 +405,9 @@ enum Sent {
     Rejected(String),
     /// Connection failure, timeout or 5xx: try again later.
     Retry(String),
+    /// The node answered, but unreadably: tried again a few times, then
+    /// dead-lettered.
+    Unreadable(String),
 }
 
 /// Sends records that [`joinable`] put together (or one statement).
@@ -373,8 +439,7 @@ async fn send(node: &Arc<Node>, records: &[&Record]) -> Sent {
     let attempt = async {
         let response = node
             .send(RequestKind::Replay, request, payload, None)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let status = response.status();
         let body = response
             .into_body()
@@ -382,11 +447,12 @@ async fn send(node: &Arc<Node>, records: &[&Record]) -> Sent {
             .await
             .map(|c| c.to_bytes())
             .unwrap_or_default();
-        Ok::<_, String>((status, body))
+        Ok::<_, super::NodeError>((status, body))
     };
     match tokio::time::timeout(REPLAY_TIMEOUT, attempt).await {
         Err(_) => Sent::Retry(format!("replay timed out after {REPLAY_TIMEOUT:?}")),
-        Ok(Err(message)) => Sent::Retry(message),
+        Ok(Err(error @ super::NodeError::Unreadable(_))) => Sent::Unreadable(error.to_string()),
+        Ok(Err(error)) => Sent::Retry(error.to_string()),
         Ok(Ok((status, body))) => classify(status, &body),
     }
 }

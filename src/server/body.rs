@@ -58,6 +58,7 @@ pub async fn read_write(
     headers: &HeaderMap,
     limits: Limits,
 ) -> Result<WriteBody, ApiError> {
+    check_encoding(headers)?;
     let count = !is_gzip(headers);
     let (payload, newlines) = read_counting(body, headers, limits, count).await?;
     let lines = count.then(|| crate::monitor::http::lines_of(newlines, payload.chunks()));
@@ -116,6 +117,27 @@ async fn collect(
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Refuses a write body in an encoding the router cannot read (anything
+/// but gzip, `identity` or none): it could neither be split nor checked, and
+/// a node would store its compressed bytes as lines or refuse them.
+fn check_encoding(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(CONTENT_ENCODING) else {
+        return Ok(());
+    };
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let encoding = text.trim();
+    if encoding.is_empty()
+        || encoding.eq_ignore_ascii_case("gzip")
+        || encoding.eq_ignore_ascii_case("identity")
+    {
+        return Ok(());
+    }
+    Err(ApiError::UnsupportedMediaType(format!(
+        "unsupported Content-Encoding {:?}: send the body as gzip or unencoded",
+        crate::protocol::response::truncate(encoding, 40)
+    )))
 }
 
 /// True when the body says it is gzip-encoded.
