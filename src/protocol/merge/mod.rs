@@ -962,5 +962,4 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 }
 
 #[cfg(test)]
-#[path = "merge_tests.rs"]
 mod tests;
