@@ -1,3 +1,6 @@
+use std::cmp::Ordering;
+
+use super::compare::{compare_values, rfc3339_nanos};
 use super::*;
 
 /// Merges `answers` (named a, b, c…) to query `q` and returns the body as a
