@@ -17,9 +17,9 @@
 //! but it also keeps one request per key in flight, so large bodies that
 //! would have gone out side by side queue behind each other. With 32
 //! clients, merging doubled the writes per second of 16 KB bodies, gained
-//! at 33 KB, broke even at 49 KB, and cost a third of the throughput at
-//! 65 KB and at 510 KB (PERFORMANCE.md); larger bodies go straight to the
-//! node.
+//! at 33 KB, broke even at 49 KB and gained nothing beyond; 510 KB batches
+//! lost a third of their throughput (PERFORMANCE.md). Larger bodies go
+//! straight to the node.
 //!
 //! Every write still gets its own [`Outcome`], so each client is answered by
 //! its own consistency level: when the merged request is acknowledged, every
