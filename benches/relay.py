@@ -21,6 +21,12 @@ Scenarios:
      and direct
   f  like b, with coalescing on ([write] coalesce_delay = "1ms"): the small
      writes of the 32 clients go to each node merged
+  g  like a, with coalescing on as in f: large batches are not merged, so g
+     should match a
+
+--big-lines N changes the 5,000 lines of the large batch (a, c, d, g), to
+see at which body size merging stops paying (against a router build
+without a size limit on merged bodies, through BENCH_ROUTER).
 """
 
 import argparse
@@ -121,7 +127,7 @@ unhealthy_after = 2
 name = "main"
 nodes = [{nodes([SINK_PORTS[0], STALL_PORT])}]
 """
-    if scenario == "f":
+    if scenario in "fg":
         head += """
 [write]
 coalesce_delay = "1ms"
@@ -218,7 +224,7 @@ class Router:
 
 def measure(scenario, args, work, bodies, script):
     body = {"a": bodies["big"], "b": bodies["small"], "c": bodies["big"], "d": bodies["big"], "e": None,
-            "f": bodies["small"]}[scenario]
+            "f": bodies["small"], "g": bodies["big"]}[scenario]
     size = os.path.getsize(body) if body else 0
     if scenario == "e":
         path = "/query?db=bench&q=SELECT+usage_idle+FROM+cpu+WHERE+time+%3E+now()+-+1h+LIMIT+100"
@@ -268,7 +274,8 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of load before measuring")
-    parser.add_argument("--scenarios", default="abcdef")
+    parser.add_argument("--scenarios", default="abcdefg")
+    parser.add_argument("--big-lines", type=int, default=5000, help="lines of the large batch")
     parser.add_argument("--json", help="also write the medians and every run here")
     args = parser.parse_args()
     if os.cpu_count() < 2:
@@ -287,9 +294,9 @@ def main():
         with open(script, "w") as f:
             f.write(WRK_SCRIPT)
         bodies = {"big": f"{work}/big.txt", "small": f"{work}/small.txt"}
-        big = write_batch(bodies["big"], 5000, MEASUREMENTS)
+        big = write_batch(bodies["big"], args.big_lines, MEASUREMENTS)
         small = write_batch(bodies["small"], 10, MEASUREMENTS)
-        print(f"batches: 5,000 lines = {big:,} bytes; 10 lines = {small:,} bytes")
+        print(f"batches: {args.big_lines:,} lines = {big:,} bytes; 10 lines = {small:,} bytes")
         print(f"{args.runs} runs x {args.duration}s per scenario, 32 connections, wrk -t1\n")
         runs = {s: [] for s in args.scenarios}
         for i in range(args.runs):
@@ -300,7 +307,7 @@ def main():
                       f"{row['cpu_ms']:.3f} ms CPU/req, {row['rss_mb']:.1f} MB peak RSS, "
                       f"direct {row.get('direct_rps', 0):,.0f} req/s, errors {row['errors']}", flush=True)
         medians = {s: median_rows(rows) for s, rows in runs.items()}
-        report(medians)
+        report(medians, args.big_lines)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"medians": medians, "runs": runs}, f, indent=1)
@@ -310,9 +317,11 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report(medians):
-    names = {"a": "a 5000-line, 2 nodes", "b": "b 10-line, 2 nodes", "c": "c 5000-line, split",
-             "d": "d 5000-line, 1 stalled", "e": "e SELECT 100 rows", "f": "f 10-line, coalesced"}
+def report(medians, big_lines):
+    names = {"a": "a {}-line, 2 nodes", "b": "b 10-line, 2 nodes", "c": "c {}-line, split",
+             "d": "d {}-line, 1 stalled", "e": "e SELECT 100 rows", "f": "f 10-line, coalesced",
+             "g": "g {}-line, coalesced"}
+    names = {s: name.format(big_lines) for s, name in names.items()}
     print("\nmedians                  req/s     MB/s  CPU ms/req  peak RSS   p50 ms   p99 ms | "
           "direct req/s  direct MB/s  direct p99 | ratio")
     for s, m in medians.items():

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The relay load benchmark (see benches/relay.py for what it measures):
 # builds the router and the sink node in release mode, installs wrk from
-# Debian's packages when it is missing, and runs the five scenarios.
+# Debian's packages when it is missing, and runs the scenarios a to g.
 #
-# Usage: benches/relay.sh [--runs 3] [--duration 10] [--scenarios abcdef] [--json FILE]
+# Usage: benches/relay.sh [--runs 3] [--duration 10] [--scenarios abcdefg] [--big-lines 5000] [--json FILE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

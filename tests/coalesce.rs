@@ -170,6 +170,41 @@ async fn writes_arriving_while_one_is_in_flight_go_out_together_when_it_is_answe
 }
 
 #[tokio::test]
+async fn large_writes_are_not_merged_but_sent_side_by_side() {
+    let node = FakeNode::start();
+    node.set_behaviour(Behaviour::Slow(Duration::from_millis(300)));
+    let router = RouterBuilder::new()
+        .node("a", &node.url())
+        .write("coalesce_delay", "\"5s\"")
+        .write("timeout", "\"10s\"")
+        .start()
+        .await;
+    // 400 lines of about 100 bytes: above the 32 KiB merge limit
+    let batch = |name: &str| {
+        let line = |i: usize| {
+            format!("{name},host=server{i:04},region=eu-west-1 user={i}.25,system=0.5,idle=99.5,n={i}i 1764115200000000{i:03}")
+        };
+        (0..400).map(line).collect::<Vec<_>>().join("\n")
+    };
+    assert!(batch("cpu").len() > 32 * 1024);
+    let first = router.write("db=d", batch("cpu"));
+    let rest = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let bodies: Vec<String> = (0..4).map(|i| batch(&format!("m{i}"))).collect();
+        concurrent_writes(&router, "db=d", &bodies).await
+    };
+    let (first, rest) = tokio::join!(first, rest);
+    assert_eq!(first.status, 204);
+    assert!(rest.iter().all(|&s| s == 204), "{rest:?}");
+    let bodies: Vec<usize> = node
+        .requests_to("/write")
+        .iter()
+        .map(|r| r.body_str().lines().count())
+        .collect();
+    assert_eq!(bodies, [400; 5], "one node request per write");
+}
+
+#[tokio::test]
 async fn a_failing_node_gets_each_write_queued_on_its_own_and_replayed() {
     let (a, b) = (FakeNode::start(), FakeNode::start());
     b.set_behaviour(Behaviour::Status(500, "{\"error\":\"engine down\"}"));

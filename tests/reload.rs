@@ -377,3 +377,137 @@ async fn a_hundred_sighup_swaps_moving_a_database_between_clusters_put_each_writ
         "each acknowledged write is on exactly one cluster, nothing else is"
     );
 }
+
+/// The value of the counter `name{labels}` (written as they appear in the
+/// exposition, e.g. `source="file"`) on the router at `url`; 0 when absent.
+async fn counter(url: &str, name: &str, labels: &str) -> f64 {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = if labels.is_empty() {
+        format!("{name} ")
+    } else {
+        format!("{name}{{{labels}}} ")
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn file_reads(url: &str) -> f64 {
+    counter(
+        url,
+        "influxdb_router_routing_reloads_total",
+        "source=\"file\"",
+    )
+    .await
+}
+
+async fn refusals(url: &str) -> f64 {
+    counter(url, "influxdb_router_routing_updates_refused_total", "").await
+}
+
+/// A router watching its config file, routing to `node`, in its own process
+/// (so that no other test's SIGHUP reaches it).
+fn watched_process(queues: &Path, node: &FakeNode) -> RouterProcess {
+    RouterProcess::start(&config(
+        BIND,
+        queues,
+        true,
+        &[("a", &node.url(), "read-write")],
+    ))
+}
+
+/// Waits until the file has been read `reads` times, then checks that it is
+/// not read again over the next two seconds.
+async fn assert_read_exactly(url: &str, reads: f64) {
+    let reached = wait_until(Duration::from_secs(10), || async {
+        file_reads(url).await >= reads
+    })
+    .await;
+    assert!(reached, "the file was read {} times", file_reads(url).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        file_reads(url).await,
+        reads,
+        "the file is read once per change, not again because it was read"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_change_of_the_watched_file_is_read_once_and_not_again() {
+    let (a, b) = (FakeNode::start(), FakeNode::start());
+    let queues = tempfile::tempdir().unwrap();
+    let router = watched_process(queues.path(), &a);
+    let url = router.url();
+    let edited = router
+        .config_text()
+        .replace(&a.url(), &b.url())
+        .replace("\"a\"", "\"b\"");
+    std::fs::write(router.config_path(), edited).unwrap();
+    wait_for_version(&url, 2).await;
+    assert_read_exactly(&url, 1.0).await;
+    assert_eq!(status(&url).await["routing"]["swaps"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_editor_style_replace_of_the_watched_file_is_read_once() {
+    let (a, b) = (FakeNode::start(), FakeNode::start());
+    let queues = tempfile::tempdir().unwrap();
+    let router = watched_process(queues.path(), &a);
+    let url = router.url();
+    let edited = router
+        .config_text()
+        .replace(&a.url(), &b.url())
+        .replace("\"a\"", "\"b\"");
+    replace(&router.config_path(), &edited);
+    wait_for_version(&url, 2).await;
+    assert_read_exactly(&url, 1.0).await;
+    assert_eq!(status(&url).await["routing"]["swaps"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sighup_rereads_the_watched_file_once() {
+    let a = FakeNode::start();
+    let queues = tempfile::tempdir().unwrap();
+    let router = watched_process(queues.path(), &a);
+    let url = router.url();
+    let pid = router.pid().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_read_exactly(&url, 1.0).await;
+    assert_eq!(
+        status(&url).await["routing"]["version"],
+        1,
+        "nothing changed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_change_is_refused_and_logged_once() {
+    let a = FakeNode::start();
+    let queues = tempfile::tempdir().unwrap();
+    let router = watched_process(queues.path(), &a);
+    let url = router.url();
+    replace(&router.config_path(), "[[cluster]\nname = \"main\"\n");
+    let refused = wait_until(Duration::from_secs(10), || async {
+        refusals(&url).await >= 1.0
+    })
+    .await;
+    assert!(refused, "the broken file was not refused");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(refusals(&url).await, 1.0, "refused once, not on every read");
+    let logged = router
+        .stderr_text()
+        .matches("routing update refused")
+        .count();
+    assert_eq!(logged, 1, "{}", router.stderr_text());
+    assert_eq!(write(&url).await, 204);
+}

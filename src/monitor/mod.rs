@@ -57,6 +57,7 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use tokio::sync::{mpsc, watch};
 
+use crate::config::RoutingSource;
 use crate::routing::RoutingTable;
 use events::{Event, EventKind, Events};
 use names::Metric;
@@ -76,6 +77,8 @@ pub struct Monitor {
     routing_version: Gauge,
     routing_swaps: Counter,
     routing_refused: Counter,
+    /// Candidates read from the config file and from Redis.
+    routing_reloads: [Counter; 2],
     open_connections: Gauge,
     self_write_failures: Counter,
     events: Events,
@@ -157,6 +160,10 @@ impl Monitor {
             routing_version: r.gauge(names::ROUTING_VERSION, &[]),
             routing_swaps: r.counter(names::ROUTING_SWAPS, &[]),
             routing_refused: r.counter(names::ROUTING_REFUSED, &[]),
+            routing_reloads: [
+                r.counter(names::ROUTING_RELOADS, &[("source", "file")]),
+                r.counter(names::ROUTING_RELOADS, &[("source", "redis")]),
+            ],
             open_connections: r.gauge(names::OPEN_CONNECTIONS, &[]),
             self_write_failures: r.counter(names::SELF_WRITE_FAILURES, &[]),
             events,
@@ -219,6 +226,15 @@ impl Monitor {
         let message = format!("routing table version {version} from {origin}");
         self.events
             .emit(Event::new(EventKind::TableSwapped, message));
+    }
+
+    /// A candidate configuration was read from `source`, to be checked.
+    pub fn routing_read(&self, source: RoutingSource) {
+        let index = match source {
+            RoutingSource::File => 0,
+            RoutingSource::Redis => 1,
+        };
+        self.routing_reloads[index].increment(1);
     }
 
     /// A routing update from `origin` was refused.

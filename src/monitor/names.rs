@@ -145,6 +145,11 @@ pub const ROUTING_REFUSED: Metric = metric(
     Kind::Counter,
     "Routing updates refused as invalid (the last good table stayed)",
 );
+pub const ROUTING_RELOADS: Metric = metric(
+    "influxdb_router_routing_reloads_total",
+    Kind::Counter,
+    "Routing configurations read and checked, by source (file or redis)",
+);
 pub const EVENTS: Metric = metric(
     "influxdb_router_events_total",
     Kind::Counter,
@@ -179,7 +184,7 @@ pub const PROCESS_CPU: Metric = metric(
 );
 
 /// Every metric registered with the recorder (the process ones are rendered apart).
-pub const REGISTERED: [Metric; 28] = [
+pub const REGISTERED: [Metric; 29] = [
     HTTP_REQUESTS,
     HTTP_DURATION,
     HTTP_RECEIVED,
@@ -204,6 +209,7 @@ pub const REGISTERED: [Metric; 28] = [
     ROUTING_VERSION,
     ROUTING_SWAPS,
     ROUTING_REFUSED,
+    ROUTING_RELOADS,
     EVENTS,
     EVENTS_DROPPED,
     SELF_WRITE_FAILURES,

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use super::Shared;
-use crate::config::{Config, NodeConfig};
+use crate::config::{Config, NodeConfig, RoutingSource};
 use crate::routing::RoutingTable;
 
 /// Counts of swaps and refusals, and the last refusal, for `/status`.
@@ -67,11 +67,14 @@ pub enum Applied {
     Refused(Vec<String>),
 }
 
-/// Validates the configuration `text` from `origin` and publishes its routing part.
+/// Validates the configuration `text` read from the config file `origin`
+/// and publishes its routing part (counted in
+/// `influxdb_router_routing_reloads_total{source="file"}`).
 ///
 /// Clusters discovered through DNS SRV keep the nodes last discovered for
 /// them as long as their `srv` settings are unchanged.
 pub fn apply(shared: &Arc<Shared>, text: &str, origin: &str) -> Applied {
+    shared.monitor.routing_read(RoutingSource::File);
     apply_text(shared, text, origin, false)
 }
 
@@ -79,6 +82,7 @@ pub fn apply(shared: &Arc<Shared>, text: &str, origin: &str) -> Applied {
 /// `default_cluster`, `[[cluster]]` and `[[route]]` are used; the running
 /// `[routing]` settings (source, URLs, intervals) stay.
 pub fn apply_routing_document(shared: &Arc<Shared>, text: &str, origin: &str) -> Applied {
+    shared.monitor.routing_read(RoutingSource::Redis);
     apply_text(shared, text, origin, true)
 }
 

@@ -1,11 +1,18 @@
 //! The config file as a routing source: watched with `notify` (the parent
 //! directory, so an editor's write-and-rename is seen too), debounced, and
 //! re-read on SIGHUP as well.
+//!
+//! Only events that can change what the file holds count ([`changes_content`]):
+//! data written, a writer closing it, a name created or renamed. Opening,
+//! reading and closing it unwritten do not — the router's own read would
+//! otherwise wake the watcher again, and the file would be re-read (and an
+//! invalid one refused and logged) about 20 times a second for ever.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
@@ -86,10 +93,12 @@ fn watch_file(
         // Kubernetes updates a mounted ConfigMap by pointing the `..data`
         // symlink at a new directory: the file's name sees no event then.
         let concerns_us = event.is_ok_and(|e| {
-            e.paths.iter().any(|p| {
-                p.file_name() == Some(name.as_os_str())
-                    || p.file_name() == Some(std::ffi::OsStr::new("..data"))
-            })
+            e.need_rescan()
+                || changes_content(&e.kind)
+                    && e.paths.iter().any(|p| {
+                        p.file_name() == Some(name.as_os_str())
+                            || p.file_name() == Some(std::ffi::OsStr::new("..data"))
+                    })
         });
         if concerns_us {
             let _ = events.try_send(());
@@ -100,4 +109,50 @@ fn watch_file(
         .watch(&dir, RecursiveMode::NonRecursive)
         .map_err(|e| error(e.to_string()))?;
     Ok(watcher)
+}
+
+/// Whether an event of this kind may have changed what the file reads as:
+/// not opening, reading or closing it unwritten (the router's own read),
+/// nor a change of its metadata only.
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) | EventKind::Create(_) => true,
+        EventKind::Remove(_) => false,
+        EventKind::Any | EventKind::Other => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, DataChange, MetadataKind, RemoveKind, RenameMode};
+
+    #[test]
+    fn writing_renaming_and_creating_change_the_content() {
+        for kind in [
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+            EventKind::Create(CreateKind::File),
+        ] {
+            assert!(changes_content(&kind), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn opening_reading_and_closing_unwritten_do_not() {
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+            EventKind::Remove(RemoveKind::File),
+        ] {
+            assert!(!changes_content(&kind), "{kind:?}");
+        }
+    }
 }
