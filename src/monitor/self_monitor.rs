@@ -1,11 +1,14 @@
 //! Self-monitoring (SPEC §9): with `[metrics] self_database` set, the router
 //! writes its statistics every `self_interval` (measurement `router`) and
 //! its events as they happen (measurement `router_events`) into that
-//! database, through [`write_payload`] like any client write — so the points
-//! are replicated to every node and queued for nodes that are down.
+//! database, through the router's own write path like any client write —
+//! so the points are replicated to every node and queued for nodes that are
+//! down. The router it runs in is given to it as a value, a [`Router`]
+//! (the server implements it): this module never reaches up into the
+//! server.
 //!
 //! Before the first write it creates the database with `CREATE DATABASE`
-//! through the admin broadcast ([`admin::run_statement`]), which queues the
+//! through the admin broadcast ([`Router::statement`]), which queues the
 //! statement for nodes that are down, ahead of the points; it does so again
 //! after a write is answered 404 (someone dropped the database).
 //!
@@ -28,16 +31,39 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::HeaderMap;
+use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::events::{unix_ns, Event};
-use crate::config::Consistency;
-use crate::payload::Payload;
-use crate::server::error::ApiError;
-use crate::server::write::{write_payload, WriteParams};
-use crate::server::{admin, Shared};
+use super::Monitor;
+use crate::config::MetricsConfig;
+use crate::routing::RoutingTable;
+
+/// What self-monitoring needs of the router it runs in.
+pub trait Router: Send + Sync + 'static {
+    /// The router's metrics (rendered into the statistics).
+    fn monitor(&self) -> &Monitor;
+    /// The routing table in force.
+    fn table(&self) -> Arc<RoutingTable>;
+    /// How long the router has been running.
+    fn uptime(&self) -> Duration;
+    /// Writes line protocol into `db` through the router's write path at
+    /// consistency `any`: the answer's status, or why there was none.
+    fn write(&self, db: &str, body: Bytes) -> BoxFuture<'_, Result<http::StatusCode, String>>;
+    /// Broadcasts the router's own admin statement `q` to every node.
+    fn statement(&self, q: &str) -> BoxFuture<'_, Statement>;
+}
+
+/// What became of a statement broadcast by [`Router::statement`].
+#[derive(Debug)]
+pub enum Statement {
+    /// The nodes answered with this status.
+    Answered(http::StatusCode),
+    /// No node could apply it now; it waits in their queues.
+    Queued(String),
+    Failed(String),
+}
 
 /// How long the first event of a batch waits for others.
 pub const EVENT_BATCH_DELAY: Duration = Duration::from_millis(50);
@@ -46,31 +72,40 @@ pub const EVENT_BATCH_DELAY: Duration = Duration::from_millis(50);
 const EVENT_BATCH_MAX: usize = 256;
 
 /// Starts the task when `self_database` is set; it ends when `stop` changes.
-pub fn start(shared: &Arc<Shared>, stop: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
-    let db = shared.config.metrics.self_database.clone()?;
-    let events = shared.monitor.take_events()?;
+pub fn start(
+    router: Arc<dyn Router>,
+    config: &MetricsConfig,
+    stop: watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
+    let db = config.self_database.clone()?;
+    let events = router.monitor().take_events()?;
     let writer = Writer {
-        shared: shared.clone(),
+        router,
         db,
         created: false,
         failing: false,
     };
-    Some(tokio::spawn(run(writer, events, stop)))
+    Some(tokio::spawn(run(
+        writer,
+        events,
+        config.self_interval,
+        stop,
+    )))
 }
 
 async fn run(
     mut writer: Writer,
     mut events: mpsc::Receiver<Event>,
+    interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     let host = hostname();
-    let interval = writer.shared.config.metrics.self_interval;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(database = %writer.db, ?interval, %host, "self-monitoring started");
     loop {
         let body = tokio::select! {
-            _ = ticker.tick() => statistics(&writer.shared, &host, unix_ns()),
+            _ = ticker.tick() => statistics(writer.router.as_ref(), &host, unix_ns()),
             Some(first) = events.recv() => event_lines(&host, &gather(first, &mut events).await),
             _ = stop.changed() => return,
         };
@@ -93,7 +128,7 @@ async fn gather(first: Event, events: &mut mpsc::Receiver<Event>) -> Vec<Event> 
 
 /// Writes points into `db`, creating it first.
 struct Writer {
-    shared: Arc<Shared>,
+    router: Arc<dyn Router>,
     db: String,
     created: bool,
     /// The last write failed (logged once until one succeeds).
@@ -105,28 +140,15 @@ impl Writer {
         if !self.created {
             self.create_database().await;
         }
-        let params = WriteParams {
-            db: self.db.clone(),
-            ..WriteParams::default()
-        };
-        let payload = Payload::from(Bytes::from(body));
-        let answer = write_payload(
-            &self.shared,
-            &params,
-            &HeaderMap::new(),
-            payload,
-            Consistency::Any,
-        )
-        .await;
-        let problem = match answer {
-            Ok(response) if response.status().is_success() => None,
-            Ok(response) => {
-                if response.status() == http::StatusCode::NOT_FOUND {
+        let problem = match self.router.write(&self.db, Bytes::from(body)).await {
+            Ok(status) if status.is_success() => None,
+            Ok(status) => {
+                if status == http::StatusCode::NOT_FOUND {
                     self.created = false;
                 }
-                Some(format!("answered {}", response.status()))
+                Some(format!("answered {status}"))
             }
-            Err(e) => Some(e.to_string()),
+            Err(e) => Some(e),
         };
         self.report(problem);
     }
@@ -139,7 +161,7 @@ impl Writer {
             }
             None => {}
             Some(problem) => {
-                self.shared.monitor.self_write_failed();
+                self.router.monitor().self_write_failed();
                 if !self.failing {
                     tracing::warn!(database = %self.db, %problem, "self-monitoring write failed");
                 }
@@ -151,16 +173,16 @@ impl Writer {
     /// `CREATE DATABASE`; a statement queued for every node counts as done.
     async fn create_database(&mut self) {
         let q = format!("CREATE DATABASE {}", quote_ident(&self.db));
-        match admin::run_statement(&self.shared, &q).await {
-            Ok(response) if response.status().is_success() => self.created = true,
-            Ok(response) => {
-                tracing::warn!(database = %self.db, status = %response.status(), "cannot create the self-monitoring database")
+        match self.router.statement(&q).await {
+            Statement::Answered(status) if status.is_success() => self.created = true,
+            Statement::Answered(status) => {
+                tracing::warn!(database = %self.db, %status, "cannot create the self-monitoring database")
             }
-            Err(ApiError::Unavailable(message)) => {
+            Statement::Queued(message) => {
                 tracing::info!(database = %self.db, %message, "self-monitoring database: CREATE DATABASE queued");
                 self.created = true;
             }
-            Err(e) => {
+            Statement::Failed(e) => {
                 tracing::warn!(database = %self.db, error = %e, "cannot create the self-monitoring database")
             }
         }
@@ -168,9 +190,9 @@ impl Writer {
 }
 
 /// The `router` points: one for the router, one per node of the live table.
-fn statistics(shared: &Shared, host: &str, now_ns: u64) -> String {
-    let table = shared.routing.load();
-    let text = shared.monitor.render(&table);
+fn statistics(router: &dyn Router, host: &str, now_ns: u64) -> String {
+    let table = router.table();
+    let text = router.monitor().render(&table);
     let sum = |name: &str| sum_samples(&text, name, |_| true) as u64;
     let mut fields = Fields::default();
     fields.int("requests", sum("influxdb_router_http_requests_total"));
@@ -193,7 +215,7 @@ fn statistics(shared: &Shared, host: &str, now_ns: u64) -> String {
         fields.int("resident_memory_bytes", usage.resident_bytes);
         fields.float("cpu_seconds", usage.cpu_seconds);
     }
-    fields.float("uptime_seconds", shared.started.elapsed().as_secs_f64());
+    fields.float("uptime_seconds", router.uptime().as_secs_f64());
     let mut out = format!("router,host={} {} {now_ns}\n", tag(host), fields.0);
     for (node, stats) in nodes.iter().zip(&stats) {
         let labelled = |labels: &str| {

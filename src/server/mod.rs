@@ -26,6 +26,7 @@ pub mod coalesce;
 pub mod error;
 pub mod fanout;
 pub mod nodes;
+mod own;
 pub mod query;
 pub mod reload;
 pub mod spread;
@@ -351,7 +352,11 @@ fn start_monitoring(shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
         let (shared, stop) = (shared.clone(), shared.stop_sources.subscribe());
         tokio::spawn(async move { shared.monitor.run_upkeep(stop).await })
     };
-    let writer = crate::monitor::self_monitor::start(shared, shared.stop_sources.subscribe());
+    let writer = crate::monitor::self_monitor::start(
+        Arc::new(own::OwnTraffic(shared.clone())),
+        &shared.config.metrics,
+        shared.stop_sources.subscribe(),
+    );
     std::iter::once(upkeep).chain(writer).collect()
 }
 
@@ -415,9 +420,10 @@ const READ_BUFFER_MAX: usize = 64 * 1024;
 /// `source = "redis"` the Redis follower (which reads Redis, or its cache,
 /// before returning).
 async fn start_sources(shared: &Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) {
-    crate::routing::source::dns::start(shared, stop.clone());
+    let sink: Arc<dyn crate::routing::source::Sink> = Arc::new(reload::Publisher(shared.clone()));
+    crate::routing::source::dns::start(&sink, stop.clone());
     if shared.config.routing.source == crate::config::RoutingSource::Redis {
-        crate::routing::source::redis::start(shared, stop).await;
+        crate::routing::source::redis::start(&sink, &shared.config, stop).await;
         return;
     }
     let Some(path) = shared.config_file.clone() else {

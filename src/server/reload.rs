@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use super::Shared;
 use crate::config::{Config, NodeConfig, RoutingSource};
+use crate::routing::source::Sink;
 use crate::routing::RoutingTable;
 
 /// Counts of swaps and refusals, and the last refusal, for `/status`.
@@ -56,15 +57,32 @@ impl Reloads {
     }
 }
 
-/// What became of a candidate.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Applied {
-    /// Published as this version.
-    Swapped(u64),
-    /// Same routing as the live table: nothing to do.
-    Unchanged,
-    /// Refused with these problems; the live table stays.
-    Refused(Vec<String>),
+pub use crate::routing::source::Applied;
+
+/// The routing sources' [`Sink`]: hands their candidates to this module.
+pub struct Publisher(pub Arc<Shared>);
+
+impl Sink for Publisher {
+    fn running_config(&self) -> Config {
+        running_config(&self.0)
+    }
+
+    fn apply_document(&self, text: &str, origin: &str) -> Applied {
+        apply_routing_document(&self.0, text, origin)
+    }
+
+    fn replace_discovered_nodes(
+        &self,
+        cluster: &str,
+        nodes: Vec<NodeConfig>,
+        origin: &str,
+    ) -> Option<Applied> {
+        replace_discovered_nodes(&self.0, cluster, nodes, origin)
+    }
+
+    fn set_notices_subscribed(&self, subscribed: bool) {
+        self.0.reloads.set_notices_subscribed(subscribed);
+    }
 }
 
 /// Validates the configuration `text` read from the config file `origin`

@@ -2,7 +2,7 @@
 //! nodes from the SRV records of that name (target host + port), looked up
 //! every `srv_interval`. When the list of targets changes, the running
 //! configuration with that cluster's nodes replaced is handed to the reload
-//! path ([`crate::server::reload::replace_discovered_nodes`]). A failed
+//! routing [`Sink`] ([`Sink::replace_discovered_nodes`]). A failed
 //! lookup keeps the last list.
 
 use std::net::SocketAddr;
@@ -15,8 +15,8 @@ use hickory_resolver::proto::xfer::Protocol;
 use hickory_resolver::{Resolver, TokioResolver};
 use tokio::sync::watch;
 
+use super::{Applied, Sink};
 use crate::config::{NodeConfig, NodeMode};
-use crate::server::{reload, Shared};
 
 /// One SRV target: host name (without the trailing dot) and port.
 pub type Target = (String, u16);
@@ -94,8 +94,8 @@ pub fn node_for(cluster: &str, scheme: &str, (host, port): &Target) -> Option<No
 /// Starts one refresh task per cluster with `srv` in the running
 /// configuration; they end when `stop` changes. A task also ends when its
 /// cluster is no longer discovered through SRV (after a reload).
-pub fn start(shared: &Arc<Shared>, stop: watch::Receiver<bool>) {
-    let config = reload::running_config(shared);
+pub fn start(sink: &Arc<dyn Sink>, stop: watch::Receiver<bool>) {
+    let config = sink.running_config();
     let srv_clusters: Vec<String> = config
         .clusters
         .iter()
@@ -114,7 +114,7 @@ pub fn start(shared: &Arc<Shared>, stop: watch::Receiver<bool>) {
     };
     for cluster in srv_clusters {
         tokio::spawn(refresh(
-            Arc::clone(shared),
+            Arc::clone(sink),
             resolver.clone(),
             cluster,
             stop.clone(),
@@ -124,7 +124,7 @@ pub fn start(shared: &Arc<Shared>, stop: watch::Receiver<bool>) {
 
 /// Looks up the records of `cluster` now and then every `srv_interval`.
 async fn refresh(
-    shared: Arc<Shared>,
+    sink: Arc<dyn Sink>,
     resolver: TokioResolver,
     cluster: String,
     mut stop: watch::Receiver<bool>,
@@ -132,7 +132,7 @@ async fn refresh(
     // the record name and the targets last published for it
     let mut last: Option<(String, Vec<Target>)> = None;
     loop {
-        let config = reload::running_config(&shared);
+        let config = sink.running_config();
         let Some(srv) = config
             .clusters
             .iter()
@@ -153,14 +153,14 @@ async fn refresh(
                     .filter_map(|t| node_for(&cluster, &srv.scheme, t))
                     .collect();
                 let origin = format!("DNS SRV {} for cluster {cluster}", srv.name);
-                match reload::replace_discovered_nodes(&shared, &cluster, nodes, &origin) {
-                    Some(reload::Applied::Swapped(version)) => {
+                match sink.replace_discovered_nodes(&cluster, nodes, &origin) {
+                    Some(Applied::Swapped(version)) => {
                         tracing::info!(%cluster, version, nodes = targets.len(), "routing table swapped after an SRV change");
                         last = Some((srv.name.clone(), targets));
                     }
-                    Some(reload::Applied::Unchanged) => last = Some((srv.name.clone(), targets)),
+                    Some(Applied::Unchanged) => last = Some((srv.name.clone(), targets)),
                     // refused (logged and counted there): tried again next time
-                    Some(reload::Applied::Refused(_)) => {}
+                    Some(Applied::Refused(_)) => {}
                     None => return,
                 }
             }

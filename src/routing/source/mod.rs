@@ -1,6 +1,8 @@
 //! Sources of routing tables. A source only turns the outside world into
-//! the text of a candidate configuration; validating and publishing it is
-//! [`crate::server::reload`]'s job.
+//! a candidate (the text of a configuration, or a node list) and hands it
+//! to a [`Sink`]; validating and publishing it is the sink's job, which the
+//! server provides when it starts a source (`server::reload`). No source
+//! knows anything of HTTP or of the server.
 //!
 //! * [`file`]: the config file, re-read when it changes (editors that
 //!   replace the file included) and on SIGHUP.
@@ -11,3 +13,42 @@
 pub mod dns;
 pub mod file;
 pub mod redis;
+
+use crate::config::{Config, NodeConfig};
+
+/// What became of a candidate handed to a [`Sink`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Published as this version.
+    Swapped(u64),
+    /// Same routing as the live table: nothing to do.
+    Unchanged,
+    /// Refused with these problems (logged and counted by the sink); the
+    /// live table stays.
+    Refused(Vec<String>),
+}
+
+/// The one place that validates and publishes routing tables, as the
+/// sources see it.
+pub trait Sink: Send + Sync + 'static {
+    /// The configuration the live table was built from (with the nodes
+    /// discovered through DNS SRV).
+    fn running_config(&self) -> Config;
+
+    /// A routing document (`default_cluster`, `[[cluster]]`, `[[route]]`)
+    /// from `origin`; the running `[routing]` settings stay.
+    fn apply_document(&self, text: &str, origin: &str) -> Applied;
+
+    /// The running configuration with the nodes of the SRV cluster
+    /// `cluster` replaced by `nodes`; `None` when there is no such cluster
+    /// any more.
+    fn replace_discovered_nodes(
+        &self,
+        cluster: &str,
+        nodes: Vec<NodeConfig>,
+        origin: &str,
+    ) -> Option<Applied>;
+
+    /// Whether change notices (RabbitMQ) are being received right now.
+    fn set_notices_subscribed(&self, subscribed: bool);
+}

@@ -29,8 +29,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
+use super::{Applied, Sink};
 use crate::config::Config;
-use crate::server::{reload, Shared};
 
 /// The cache file's name inside `buffer.dir`.
 pub const CACHE_FILE: &str = "routing-cache.toml";
@@ -220,7 +220,7 @@ async fn read(conn: &mut ConnectionManager, prefix: &str) -> Result<Option<(u64,
 
 /// The source's state: the Redis connection and the last version seen.
 struct Follower {
-    shared: Arc<Shared>,
+    sink: Arc<dyn Sink>,
     url: String,
     prefix: String,
     cache: PathBuf,
@@ -264,16 +264,16 @@ impl Follower {
         }
         self.seen = Some(version);
         let origin = format!("redis {} version {version}", document_key(&self.prefix));
-        match reload::apply_routing_document(&self.shared, &document, &origin) {
-            reload::Applied::Swapped(table) => {
+        match self.sink.apply_document(&document, &origin) {
+            Applied::Swapped(table) => {
                 tracing::info!(version, table, "routing table swapped from redis");
                 write_cache(&self.cache, version, &document).await;
             }
-            reload::Applied::Unchanged => {
+            Applied::Unchanged => {
                 tracing::debug!(version, "routing document read; routing unchanged");
                 write_cache(&self.cache, version, &document).await;
             }
-            reload::Applied::Refused(_) => {}
+            Applied::Refused(_) => {}
         }
         true
     }
@@ -307,13 +307,13 @@ pub fn write_cache_file(path: &Path, version: u64, document: &str) -> std::io::R
 
 /// Loads the routing table from Redis (or, when Redis is unreachable, from
 /// the cache), then follows notices and polls until `stop` changes.
-pub async fn start(shared: &Arc<Shared>, stop: watch::Receiver<bool>) {
-    let routing = &shared.config.routing;
+pub async fn start(sink: &Arc<dyn Sink>, config: &Config, stop: watch::Receiver<bool>) {
+    let routing = &config.routing;
     let mut follower = Follower {
-        shared: shared.clone(),
+        sink: sink.clone(),
         url: routing.redis_url.clone(),
         prefix: routing.key_prefix.clone(),
-        cache: cache_path(&shared.config),
+        cache: cache_path(config),
         conn: None,
         seen: None,
     };
@@ -322,10 +322,7 @@ pub async fn start(shared: &Arc<Shared>, stop: watch::Receiver<bool>) {
             Some((version, document)) => {
                 let origin = format!("{} version {version}", follower.cache.display());
                 tracing::warn!(cache = %follower.cache.display(), version, "redis unreachable at start; starting from the cached routing table");
-                if !matches!(
-                    reload::apply_routing_document(shared, &document, &origin),
-                    reload::Applied::Refused(_)
-                ) {
+                if !matches!(sink.apply_document(&document, &origin), Applied::Refused(_)) {
                     follower.seen = Some(version);
                 }
             }
@@ -335,9 +332,9 @@ pub async fn start(shared: &Arc<Shared>, stop: watch::Receiver<bool>) {
         }
     }
     let (notices, incoming) = mpsc::channel(16);
-    shared.reloads.set_notices_subscribed(false);
+    sink.set_notices_subscribed(false);
     tokio::spawn(listen(
-        shared.clone(),
+        sink.clone(),
         routing.amqp_url.clone(),
         routing.key_prefix.clone(),
         notices,
@@ -387,7 +384,7 @@ async fn hung_up(hangup: &mut Option<Signal>) -> Option<()> {
 /// Consumes the notices of the exchange on an exclusive queue, reconnecting
 /// with backoff, until `stop` changes.
 async fn listen(
-    shared: Arc<Shared>,
+    sink: Arc<dyn Sink>,
     url: String,
     prefix: String,
     notices: mpsc::Sender<u64>,
@@ -397,10 +394,10 @@ async fn listen(
     loop {
         let started = tokio::time::Instant::now();
         let error = tokio::select! {
-            error = consume(&shared, &url, &prefix, &notices) => error,
+            error = consume(sink.as_ref(), &url, &prefix, &notices) => error,
             _ = stop.changed() => return,
         };
-        shared.reloads.set_notices_subscribed(false);
+        sink.set_notices_subscribed(false);
         tracing::warn!(%url, %error, retry_in = ?backoff, "rabbitmq notices unavailable; changes wait for the next poll");
         if started.elapsed() > Duration::from_secs(30) {
             backoff = Duration::from_millis(500);
@@ -414,7 +411,7 @@ async fn listen(
 }
 
 /// One connection's worth of consuming; returns why it ended.
-async fn consume(shared: &Shared, url: &str, prefix: &str, notices: &mpsc::Sender<u64>) -> String {
+async fn consume(sink: &dyn Sink, url: &str, prefix: &str, notices: &mpsc::Sender<u64>) -> String {
     let connection = match tokio::time::timeout(
         CONNECT_TIMEOUT,
         Connection::connect(url, ConnectionProperties::default()),
@@ -466,7 +463,7 @@ async fn consume(shared: &Shared, url: &str, prefix: &str, notices: &mpsc::Sende
     .await;
     let mut consumer = match result {
         Ok(consumer) => {
-            shared.reloads.set_notices_subscribed(true);
+            sink.set_notices_subscribed(true);
             consumer
         }
         Err(e) => {
