@@ -76,12 +76,7 @@ impl WriteParams {
             (Api::V1, "rp") => self.rp = Some(value).filter(|v| !v.is_empty()),
             (Api::V2, "bucket") => self.take_bucket(value),
             (_, "precision") => self.precision = normalize_precision(&value)?,
-            (_, "consistency") => {
-                let parsed = value
-                    .parse()
-                    .map_err(|e| ApiError::BadRequest(format!("invalid consistency: {e}")))?;
-                self.consistency = Some(parsed);
-            }
+            (_, "consistency") => self.consistency = parse_consistency(&value)?,
             (_, "u") => self.user = Some(value),
             (_, "p") => self.password = Some(Secret::new(value)),
             _ => {}
@@ -117,6 +112,20 @@ impl WriteParams {
             query.append_pair("p", password.expose());
         }
         query.finish()
+    }
+}
+
+/// A client's `consistency`, in any case as InfluxDB takes it; empty means
+/// the configured default.
+fn parse_consistency(value: &str) -> Result<Option<Consistency>, ApiError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    match value.to_ascii_lowercase().parse() {
+        Ok(level) => Ok(Some(level)),
+        Err(_) => Err(ApiError::BadRequest(format!(
+            "invalid consistency {value:?}: use any, one, quorum or all"
+        ))),
     }
 }
 
