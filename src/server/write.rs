@@ -281,7 +281,9 @@ fn combine(
 }
 
 /// Splits a body into one batch per target cluster by each line's
-/// measurement (decoded first when it is gzip, into one buffer). The chunks
+/// measurement (decoded first when it is gzip, into one buffer); a body
+/// without lines (empty, blank lines, comments) goes whole to the
+/// database's cluster, as it would without measurement rules. The chunks
 /// of a plain body are scanned where they are, never joined: long runs of
 /// lines for one cluster are sent as slices of them, short runs copied once
 /// into per-cluster buffers ([`line::split_payload`]).
@@ -294,13 +296,19 @@ async fn split(
 ) -> Result<Vec<(usize, Payload)>, ApiError> {
     let rules = table.rules_for_db(db);
     let cluster_of = |measurement: &[u8]| rules.cluster_for(&String::from_utf8_lossy(measurement));
-    let batches = if gzip {
-        let decoded = Payload::from(body::inflate(payload, max_size).await?);
-        line::split_payload(&decoded, cluster_of)
-    } else {
-        line::split_payload(payload, cluster_of)
+    let body = match gzip {
+        true => Payload::from(body::inflate(payload, max_size).await?),
+        false => payload.clone(),
     };
-    batches.map_err(|e| ApiError::BadRequest(format!("unable to parse: {e}")))
+    let batches = line::split_payload(&body, cluster_of)
+        .map_err(|e| ApiError::BadRequest(format!("unable to parse: {e}")))?;
+    if batches.is_empty() {
+        // no lines at all: InfluxDB answers 204 (or 404 for a database it
+        // does not have, 401 for bad credentials); the database's own
+        // cluster gets the body to say which
+        return Ok(vec![(table.cluster_index_for_db(db), body)]);
+    }
+    Ok(batches)
 }
 
 /// Copies what nodes need of the client's headers, turning `Token user:pass` into Basic.
