@@ -157,7 +157,10 @@ pub async fn handle(
     api: Api,
     limits: Limits,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let params = WriteParams::parse(request.uri().query(), api)?;
+    let params = WriteParams::parse(
+        super::head::query_of(request.uri(), request.extensions()),
+        api,
+    )?;
     let consistency = params
         .consistency
         .unwrap_or(shared.config.write.consistency);
