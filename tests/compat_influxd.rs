@@ -178,6 +178,40 @@ async fn a_get_query_with_a_200_kb_q_is_answered_by_the_node() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn large_and_plain_requests_follow_each_other_on_one_connection() {
+    let node = Influxd::start();
+    node.create_database("db").await;
+    let router = RouterBuilder::new().node("a", &node.url()).start().await;
+    let extra: String = (0..120).map(|i| format!("X-Extra-{i}: {i}\r\n")).collect();
+    let chunked = format!(
+        "POST /write?db=db HTTP/1.1\r\nHost: r\r\n{extra}Transfer-Encoding: chunked\r\n\r\n\
+         4\r\nm v=\r\n4\r\n1 1\n\r\n0\r\n\r\n"
+    );
+    let plain = "POST /write?db=db HTTP/1.1\r\nHost: r\r\nContent-Length: 8\r\n\r\nm v=2 2\n";
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("db", "db")
+        .append_pair("epoch", "ns")
+        .append_pair(
+            "q",
+            &format!("SELECT v FROM m WHERE host != '{}'", "x".repeat(100_000)),
+        )
+        .finish();
+    let long = format!("GET /query?{query} HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n");
+    let answer = raw(
+        router.router.addr(),
+        [chunked.as_str(), plain, &long].concat().as_bytes(),
+    )
+    .await;
+    let text = format!("{}\r\n\r\n{}", answer.head, answer.body);
+    let statuses: Vec<&str> = text
+        .match_indices("HTTP/1.1 ")
+        .map(|(at, _)| &text[at + 9..at + 12])
+        .collect();
+    assert_eq!(statuses, ["204", "204", "200"], "{text:.2000}");
+    assert!(text.contains("\"values\":[[1,1],[2,2]]"), "{text:.2000}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_request_head_up_to_1_mib_is_taken_and_a_larger_one_refused_with_431() {
     let router = RouterBuilder::new()
         .node("a", "http://127.0.0.1:9")
