@@ -27,6 +27,10 @@ pub(super) const HYPER_MAX_HEADERS: usize = 100;
 /// goes to hyper as it is, which answers 431.
 pub const MAX_HEAD: usize = 1024 * 1024 + 4096;
 
+/// The most headers a replaced head may have: as many as a `HeaderMap`
+/// holds (a head that has more goes to hyper, which answers 431).
+const MAX_HEADERS: usize = 32 * 1024;
+
 /// The longest value of a header copied into a stand-in head.
 const STAND_IN_VALUE_MAX: usize = 1024;
 
@@ -186,6 +190,9 @@ impl Framer {
     /// The stand-in for a head too large or with too many headers for hyper.
     fn replace(&mut self, head: &[u8]) -> Step {
         let lines = memchr::memchr_iter(b'\n', head).count();
+        if lines > MAX_HEADERS {
+            return self.blind(head.len());
+        }
         let mut headers = vec![httparse::EMPTY_HEADER; lines];
         let mut request = httparse::Request::new(&mut headers);
         let parsed = request.parse(head);

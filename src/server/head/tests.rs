@@ -141,6 +141,13 @@ fn a_head_over_1_mib_passes_for_hyper_to_refuse() {
     assert_eq!(steps, vec![head.len()]);
 }
 
+#[test]
+fn a_head_with_more_headers_than_a_header_map_holds_passes_for_hyper_to_refuse() {
+    let head = format!("GET /ping HTTP/1.1\r\n{}\r\n", "a: b\r\n".repeat(40_000));
+    let steps = passes(&mut Framer::default(), head.as_bytes());
+    assert_eq!(steps, vec![head.len()]);
+}
+
 /// Requests of every kind in one stream: small, too many headers, a long
 /// query string, chunked, pipelined.
 fn mixed_stream() -> (Vec<u8>, Vec<u8>) {
