@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::HeaderMap;
 use http::{Method, Response, Uri};
 use http_body_util::{BodyExt, Full};
@@ -22,9 +22,12 @@ use super::error::ApiError;
 use super::{full, ResponseBody, Shared};
 use crate::config::Consistency;
 use crate::node::{Node, NodeResponseBody, RequestKind};
+use crate::protocol::node_error;
 use crate::queue::{Record, RecordKind};
 
-/// Largest node answer body kept for relaying an error.
+/// Largest part of a node's error answer kept for relaying it; a longer
+/// one (InfluxDB quotes the line it cannot parse, whatever its size) is
+/// relayed as an error built from its first part.
 const MAX_NODE_ERROR_BODY: usize = 64 * 1024;
 
 /// Everything needed to send one write to any node, or to queue it.
@@ -266,14 +269,16 @@ async fn attempt_payload(
     };
     let status = response.status();
     node.auth().learn(status, credentials);
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
     let body = read_small(body).await;
     if status.is_success() {
         Outcome::Acked
     } else if status.is_client_error() {
-        let mut relayed = Response::from_parts(parts, Full::new(body));
-        relayed.headers_mut().remove(http::header::CONTENT_LENGTH);
-        Outcome::Rejected(relayed)
+        for name in super::query::HOP_BY_HOP {
+            parts.headers.remove(name);
+        }
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        Outcome::Rejected(Response::from_parts(parts, Full::new(body)))
     } else {
         Outcome::Failed(format!(
             "answered {status}: {}",
@@ -282,13 +287,37 @@ async fn attempt_payload(
     }
 }
 
+/// A node's answer body when it is whole and at most
+/// [`MAX_NODE_ERROR_BODY`]; else InfluxDB's JSON error built from what was
+/// read, marked as truncated ([`node_error::error_text`]).
 async fn read_small(body: NodeResponseBody) -> Bytes {
-    match http_body_util::Limited::new(body, MAX_NODE_ERROR_BODY)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => Bytes::from_static(b"{\"error\":\"node answer unreadable or too large\"}"),
+    let (read, complete) = read_prefix(body, MAX_NODE_ERROR_BODY).await;
+    if complete {
+        return read;
+    }
+    let error = serde_json::json!({ "error": node_error::error_text(&read, false) });
+    Bytes::from(serde_json::to_vec(&error).unwrap_or_default())
+}
+
+/// The first `max` bytes of `body` at most, and whether that is all of it
+/// (false when it is longer or breaks off).
+async fn read_prefix(mut body: NodeResponseBody, max: usize) -> (Bytes, bool) {
+    let mut read = BytesMut::new();
+    loop {
+        let data = match body.frame().await {
+            None => return (read.freeze(), true),
+            Some(Err(_)) => return (read.freeze(), false),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue,
+            },
+        };
+        let room = max - read.len();
+        if data.len() > room {
+            read.extend_from_slice(&data[..room]);
+            return (read.freeze(), false);
+        }
+        read.extend_from_slice(&data);
     }
 }
 

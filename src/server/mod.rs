@@ -11,6 +11,9 @@
 //! * [`body`]: reading request bodies within their limits.
 //! * [`udp`]: line protocol datagrams on `server.udp_bind`, into the same write path.
 //! * [`error`]: handler errors and the one function that renders them.
+//! * [`head`]: request heads hyper cannot take (up to 1 MiB, any number of
+//!   headers, query strings over 64 KiB), replaced on the way in and put
+//!   back before dispatch.
 //! * [`tls`]: HTTPS: the TLS handshake before HTTP, when `tls_cert` is set.
 //!
 //! A semaphore permit is taken before `accept`, so at most
@@ -25,6 +28,7 @@ pub mod body;
 pub mod coalesce;
 pub mod error;
 pub mod fanout;
+pub mod head;
 pub mod nodes;
 mod own;
 pub mod query;
@@ -388,9 +392,21 @@ where
 {
     let open = shared.monitor.connection_opened();
     let service_state = shared.clone();
+    let stash = Arc::new(head::Stash::default());
+    let io = head::Filtered::new(io, stash.clone());
     let service = service_fn(move |request| {
         let shared = service_state.clone();
-        async move { Ok::<_, Infallible>(handle(shared, request).await) }
+        let restored = head::restore(&stash, request);
+        async move {
+            Ok::<_, Infallible>(match restored {
+                Ok(request) => handle(shared, request).await,
+                Err(e) => {
+                    let mut response = e.into_response();
+                    status::stamp_headers(&shared, response.headers_mut());
+                    response
+                }
+            })
+        }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

@@ -6,7 +6,8 @@
 //! failure or 5xx before the first response byte moves on to the next node.
 //! The node's answer streams back as it comes, chunked or not. Admin
 //! statements go to every node (see [`super::admin`]). Reads mixed with
-//! admin: 400.
+//! admin: 400. A query string too long for a URI (see [`super::head`]) is
+//! forwarded as a form POST instead, which InfluxDB reads the same way.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use hyper::body::Incoming;
 
 use super::body::{self, Limits};
 use super::error::ApiError;
+use super::head::LongQuery;
 use super::write::forwarded_headers;
 use super::{ResponseBody, Shared};
 use crate::monitor::Endpoint;
@@ -45,33 +47,64 @@ pub(super) struct Forward {
     pub body: Payload,
 }
 
+impl Forward {
+    /// A query whose URL parameters (`url_query`) are too long for a URI,
+    /// as a form POST: those parameters after the client's own form body,
+    /// whose values InfluxDB takes first, as it would from the URL.
+    fn as_form(url_query: &str, client: &HeaderMap, body: Payload) -> Forward {
+        let mut form = Vec::with_capacity(body.len() as usize + 1 + url_query.len());
+        if is_form(client) && !body.is_empty() {
+            form.extend_from_slice(&body.to_contiguous());
+            form.push(b'&');
+        }
+        form.extend_from_slice(url_query.as_bytes());
+        let mut headers = query_headers(client);
+        headers.remove(http::header::CONTENT_ENCODING);
+        headers.insert(
+            CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        Forward {
+            method: Method::POST,
+            path_and_query: String::from("/query"),
+            headers,
+            body: Payload::from(bytes::Bytes::from(form)),
+        }
+    }
+}
+
 /// Handles one `/query` request.
 pub async fn handle(
     shared: &Arc<Shared>,
     request: Request<Incoming>,
     limits: Limits,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let (parts, incoming) = request.into_parts();
+    let (mut parts, incoming) = request.into_parts();
     let body = match parts.method {
         Method::POST => body::read(incoming, &parts.headers, limits).await?,
         _ => Payload::default(),
     };
     shared.monitor.http.received(Endpoint::Query, body.len());
-    let params = QueryParams::from_request(parts.uri.query(), &parts.headers, &body);
+    let long = parts.extensions.remove::<LongQuery>();
+    let url_query = long.as_ref().map(|l| l.0.as_str()).or(parts.uri.query());
+    let params = QueryParams::from_request(url_query, &parts.headers, &body);
     let q = params.q.as_deref().filter(|q| !q.trim().is_empty());
     let q = q.ok_or_else(|| ApiError::BadRequest("missing required parameter \"q\"".into()))?;
     let statements = influxql::parse(q);
     let class = classify(&statements)?;
-    let forward = Forward {
-        method: parts.method,
-        path_and_query: parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/query")
-            .to_string(),
-        headers: query_headers(&parts.headers),
-        body,
+    let forward = match long {
+        Some(long) => Forward::as_form(&long.0, &parts.headers, body),
+        None => Forward {
+            method: parts.method,
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/query")
+                .to_string(),
+            headers: query_headers(&parts.headers),
+            body,
+        },
     };
     match class {
         StatementKind::Admin => {

@@ -44,9 +44,7 @@ fn node_version(shared: &Shared) -> HeaderValue {
 
 /// `GET|HEAD /ping`.
 pub fn ping<B>(shared: &Shared, request: &Request<B>) -> Response<ResponseBody> {
-    let verbose = request
-        .uri()
-        .query()
+    let verbose = super::head::query_of(request.uri(), request.extensions())
         .map(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "verbose" && v == "true"))
         .unwrap_or(false);
     if !verbose {

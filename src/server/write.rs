@@ -9,7 +9,9 @@
 //! lines for one cluster go out as slices of them and short runs (lines
 //! whose clusters alternate) are copied once into a buffer per cluster. A
 //! gzip body is decoded into one buffer first. A node's 4xx comes back to
-//! the client as the node sent it.
+//! the client as the node sent it (cut short when huge, see
+//! [`super::fanout`]); after a split, with the number of the line it quotes
+//! in the client's body ([`quoted`]).
 
 use std::sync::Arc;
 
@@ -76,12 +78,7 @@ impl WriteParams {
             (Api::V1, "rp") => self.rp = Some(value).filter(|v| !v.is_empty()),
             (Api::V2, "bucket") => self.take_bucket(value),
             (_, "precision") => self.precision = normalize_precision(&value)?,
-            (_, "consistency") => {
-                let parsed = value
-                    .parse()
-                    .map_err(|e| ApiError::BadRequest(format!("invalid consistency: {e}")))?;
-                self.consistency = Some(parsed);
-            }
+            (_, "consistency") => self.consistency = parse_consistency(&value)?,
             (_, "u") => self.user = Some(value),
             (_, "p") => self.password = Some(Secret::new(value)),
             _ => {}
@@ -120,6 +117,20 @@ impl WriteParams {
     }
 }
 
+/// A client's `consistency`, in any case as InfluxDB takes it; empty means
+/// the configured default.
+fn parse_consistency(value: &str) -> Result<Option<Consistency>, ApiError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    match value.to_ascii_lowercase().parse() {
+        Ok(level) => Ok(Some(level)),
+        Err(_) => Err(ApiError::BadRequest(format!(
+            "invalid consistency {value:?}: use any, one, quorum or all"
+        ))),
+    }
+}
+
 /// Maps every accepted spelling to the one InfluxDB 1.x understands
 /// (1.x reads `us` as nanoseconds, so it becomes `u`).
 fn normalize_precision(value: &str) -> Result<Option<&'static str>, ApiError> {
@@ -146,7 +157,10 @@ pub async fn handle(
     api: Api,
     limits: Limits,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let params = WriteParams::parse(request.uri().query(), api)?;
+    let params = WriteParams::parse(
+        super::head::query_of(request.uri(), request.extensions()),
+        api,
+    )?;
     let consistency = params
         .consistency
         .unwrap_or(shared.config.write.consistency);
@@ -182,28 +196,37 @@ pub async fn write_payload(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let table = shared.routing.load();
     let max_size = shared.config.server.max_body_size;
-    let deliveries = deliveries(&table, params, headers, payload, max_size).await?;
-    deliver_all(shared, deliveries, consistency).await
+    let (deliveries, split_body) = deliveries(&table, params, headers, payload, max_size).await?;
+    let answer = deliver_all(shared, deliveries, consistency).await;
+    match split_body {
+        Some(body) => quoted::name_line(answer, &body).await,
+        None => answer,
+    }
 }
 
 /// One write for one cluster: its nodes and what to send them.
 type Delivery = (Vec<Arc<Node>>, Arc<WriteSend>);
 
 /// The body as it came for a database on one cluster; split by measurement
-/// (and decoded, when gzip) when routing rules put its lines on several.
+/// (and decoded, when gzip) when routing rules put its lines on several,
+/// and then also the body that was split.
 async fn deliveries(
     table: &RoutingTable,
     params: &WriteParams,
     client_headers: &HeaderMap,
     payload: Payload,
     max_size: u64,
-) -> Result<Vec<Delivery>, ApiError> {
+) -> Result<(Vec<Delivery>, Option<Payload>), ApiError> {
     let gzip = body::is_gzip(client_headers);
     let split_up = table.needs_measurement(&params.db);
-    let batches = if split_up {
-        split(table, &params.db, &payload, gzip, max_size).await?
+    let (batches, split_body) = if split_up {
+        let (body, batches) = split(table, &params.db, &payload, gzip, max_size).await?;
+        (batches, Some(body))
     } else {
-        vec![(table.cluster_index_for_db(&params.db), payload)]
+        (
+            vec![(table.cluster_index_for_db(&params.db), payload)],
+            None,
+        )
     };
     let mut headers = forwarded_headers(client_headers);
     let credentials = client_credentials(
@@ -239,7 +262,7 @@ async fn deliveries(
         };
         deliveries.push((targets, Arc::new(send)));
     }
-    Ok(deliveries)
+    Ok((deliveries, split_body))
 }
 
 /// Runs the deliveries (concurrently when there are several) and answers for all.
@@ -278,7 +301,10 @@ fn combine(
 }
 
 /// Splits a body into one batch per target cluster by each line's
-/// measurement (decoded first when it is gzip, into one buffer). The chunks
+/// measurement (decoded first when it is gzip, into one buffer, which is
+/// returned with the batches); a body
+/// without lines (empty, blank lines, comments) goes whole to the
+/// database's cluster, as it would without measurement rules. The chunks
 /// of a plain body are scanned where they are, never joined: long runs of
 /// lines for one cluster are sent as slices of them, short runs copied once
 /// into per-cluster buffers ([`line::split_payload`]).
@@ -288,16 +314,22 @@ async fn split(
     payload: &Payload,
     gzip: bool,
     max_size: u64,
-) -> Result<Vec<(usize, Payload)>, ApiError> {
+) -> Result<(Payload, Vec<(usize, Payload)>), ApiError> {
     let rules = table.rules_for_db(db);
     let cluster_of = |measurement: &[u8]| rules.cluster_for(&String::from_utf8_lossy(measurement));
-    let batches = if gzip {
-        let decoded = Payload::from(body::inflate(payload, max_size).await?);
-        line::split_payload(&decoded, cluster_of)
-    } else {
-        line::split_payload(payload, cluster_of)
+    let body = match gzip {
+        true => Payload::from(body::inflate(payload, max_size).await?),
+        false => payload.clone(),
     };
-    batches.map_err(|e| ApiError::BadRequest(format!("unable to parse: {e}")))
+    let batches = line::split_payload(&body, cluster_of)
+        .map_err(|e| ApiError::BadRequest(format!("unable to parse: {e}")))?;
+    if batches.is_empty() {
+        // no lines at all: InfluxDB answers 204 (or 404 for a database it
+        // does not have, 401 for bad credentials); the database's own
+        // cluster gets the body to say which
+        return Ok((body.clone(), vec![(table.cluster_index_for_db(db), body)]));
+    }
+    Ok((body, batches))
 }
 
 /// Copies what nodes need of the client's headers, turning `Token user:pass` into Basic.
@@ -351,5 +383,6 @@ fn token_as_basic(value: &HeaderValue) -> Option<HeaderValue> {
     Some(basic)
 }
 
+mod quoted;
 #[cfg(test)]
 mod tests;

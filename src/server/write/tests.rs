@@ -57,7 +57,23 @@ fn consistency_from_the_client_is_checked() {
     let params = WriteParams::parse(Some("db=x&consistency=any"), Api::V1).unwrap();
     assert_eq!(params.consistency, Some(Consistency::Any));
     let err = WriteParams::parse(Some("db=x&consistency=most"), Api::V1).unwrap_err();
-    assert!(err.to_string().starts_with("invalid consistency"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "invalid consistency \"most\": use any, one, quorum or all"
+    );
+}
+
+#[test]
+fn consistency_is_read_in_any_case_and_empty_means_the_default() {
+    for (given, level) in [("ALL", Consistency::All), ("Quorum", Consistency::Quorum)] {
+        let query = format!("db=x&consistency={given}");
+        let params = WriteParams::parse(Some(&query), Api::V1).unwrap();
+        assert_eq!(params.consistency, Some(level), "{given}");
+    }
+    for api in [Api::V1, Api::V2] {
+        let params = WriteParams::parse(Some("db=x&bucket=x&consistency="), api).unwrap();
+        assert_eq!(params.consistency, None);
+    }
 }
 
 #[test]
