@@ -32,6 +32,7 @@
 #![deny(rust_2018_idioms)]
 #![deny(clippy::dbg_macro, clippy::todo, clippy::await_holding_lock)]
 
+pub mod clock;
 pub mod config;
 pub mod monitor;
 pub mod node;

@@ -99,12 +99,7 @@ impl Event {
 }
 
 /// Nanoseconds since the Unix epoch.
-pub fn unix_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
+pub use crate::clock::unix_ns;
 
 /// Where events go; cheap to clone.
 #[derive(Debug, Clone)]

@@ -112,7 +112,7 @@ impl NodeMetrics {
     pub fn queue_full(&self, refused: u64, dropped: u64) {
         self.rejected.increment(refused);
         self.dropped.increment(dropped);
-        let now_ms = super::events::unix_ns() / 1_000_000;
+        let now_ms = crate::clock::unix_ms();
         if let Some(message) = self.full.note(refused, dropped, now_ms) {
             self.emit(EventKind::QueueFull, message);
         }

@@ -10,7 +10,6 @@
 //! disk.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use http::header::HeaderMap;
@@ -54,7 +53,7 @@ impl WriteSend {
     ) -> Record {
         Record {
             kind: RecordKind::Write,
-            accepted_at_ms: now_ms(),
+            accepted_at_ms: crate::clock::unix_ms(),
             db: db.to_string(),
             rp: rp.unwrap_or_default().to_string(),
             precision: precision.unwrap_or_default().to_string(),
@@ -63,14 +62,6 @@ impl WriteSend {
             body,
         }
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// What one node made of a write.
@@ -274,7 +265,7 @@ async fn attempt_payload(
     if status.is_success() {
         Outcome::Acked
     } else if status.is_client_error() {
-        for name in super::query::HOP_BY_HOP {
+        for name in super::forward::HOP_BY_HOP {
             parts.headers.remove(name);
         }
         parts.headers.remove(http::header::CONTENT_LENGTH);

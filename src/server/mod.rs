@@ -23,11 +23,12 @@
 //! (and reading UDP datagrams), lets in-flight requests finish within
 //! `server.shutdown_timeout`, and logs when the deadline cut connections off.
 
-pub mod admin;
 pub mod body;
+pub mod broadcast;
 pub mod coalesce;
 pub mod error;
 pub mod fanout;
+pub mod forward;
 pub mod head;
 pub mod nodes;
 mod own;

@@ -54,7 +54,7 @@ impl Router for OwnTraffic {
     fn statement(&self, q: &str) -> BoxFuture<'_, Statement> {
         let q = q.to_string();
         async move {
-            match super::admin::run_statement(&self.0, &q).await {
+            match super::broadcast::run_statement(&self.0, &q).await {
                 Ok(response) => Statement::Answered(response.status()),
                 Err(ApiError::Unavailable(message)) => Statement::Queued(message),
                 Err(e) => Statement::Failed(e.to_string()),

@@ -15,7 +15,7 @@ use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use super::error::ApiError;
-use super::query::{read_one, Forward};
+use super::forward::{read_one, Forward};
 use super::{full, ResponseBody};
 use crate::payload::Payload;
 use crate::protocol::merge::{merge_answers, plans, rewrite_for_fanout};

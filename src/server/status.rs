@@ -153,7 +153,7 @@ pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8
 fn node_status(node: &Node) -> Value {
     let detail = node.detail();
     let stats = node.queue().stats();
-    let now_ms = super::fanout::now_ms();
+    let now_ms = crate::clock::unix_ms();
     let replaying = detail
         .replayed_at
         .is_some_and(|at| at.elapsed().map(|e| e.as_secs() < 10).unwrap_or(false));

@@ -15,15 +15,14 @@
 
 use std::sync::Arc;
 
-use http::header::{
-    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE,
-};
+use http::header::{HeaderMap, CONTENT_ENCODING};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::body::{self, Limits};
 use super::error::ApiError;
 use super::fanout::{fan_out, WriteSend};
+pub use super::forward::{client_credentials, forwarded_headers};
 use super::{ResponseBody, Shared};
 use crate::config::{Consistency, Secret};
 use crate::monitor::Endpoint;
@@ -40,9 +39,6 @@ pub enum Api {
     /// InfluxDB 2.x compatibility `/api/v2/write`.
     V2,
 }
-
-/// Headers a node needs to read the body and check the client's credentials.
-const FORWARDED: [HeaderName; 2] = [CONTENT_ENCODING, CONTENT_TYPE];
 
 /// The parameters of a write, checked.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -330,57 +326,6 @@ async fn split(
         return Ok((body.clone(), vec![(table.cluster_index_for_db(db), body)]));
     }
     Ok((body, batches))
-}
-
-/// Copies what nodes need of the client's headers, turning `Token user:pass` into Basic.
-pub fn forwarded_headers(client: &HeaderMap) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    for name in FORWARDED {
-        if let Some(value) = client.get(&name) {
-            headers.insert(name, value.clone());
-        }
-    }
-    if let Some(auth) = client.get(AUTHORIZATION) {
-        headers.insert(
-            AUTHORIZATION,
-            token_as_basic(auth).unwrap_or_else(|| auth.clone()),
-        );
-    }
-    headers
-}
-
-/// The client's credentials as the one `Authorization` value a queued copy
-/// is replayed with: `u` and `p` when both are given (InfluxDB reads them
-/// first), else the forwarded `Authorization` header; `None` without either.
-pub fn client_credentials(
-    user: Option<&str>,
-    password: Option<&str>,
-    forwarded: &HeaderMap,
-) -> Option<Secret> {
-    match (user, password) {
-        (Some(user), Some(password)) if !user.is_empty() && !password.is_empty() => {
-            let token = crate::node::base64(format!("{user}:{password}").as_bytes());
-            Some(Secret::new(format!("Basic {token}")))
-        }
-        _ => {
-            let header = forwarded.get(AUTHORIZATION)?;
-            let text = String::from_utf8_lossy(header.as_bytes()).into_owned();
-            Some(Secret::new(text))
-        }
-    }
-}
-
-/// InfluxDB 1.8 accepts `Authorization: Token user:password`; older nodes only
-/// Basic, which says the same thing.
-fn token_as_basic(value: &HeaderValue) -> Option<HeaderValue> {
-    let token = value.to_str().ok()?.strip_prefix("Token ")?;
-    if !token.contains(':') {
-        return None;
-    }
-    let mut basic =
-        HeaderValue::from_str(&format!("Basic {}", crate::node::base64(token.as_bytes()))).ok()?;
-    basic.set_sensitive(true);
-    Some(basic)
 }
 
 mod quoted;

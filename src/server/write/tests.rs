@@ -1,4 +1,5 @@
 use super::*;
+use http::header::{HeaderValue, AUTHORIZATION};
 
 #[test]
 fn v1_params_are_read_and_rebuilt_for_nodes() {

@@ -19,9 +19,9 @@ use http_body_util::{BodyExt, Full};
 use tokio::task::JoinSet;
 
 use super::error::ApiError;
-use super::fanout::{is_denied, now_ms};
-use super::query::{send_as, Forward, HOP_BY_HOP};
-use super::write::client_credentials;
+use super::fanout::is_denied;
+use super::forward::client_credentials;
+use super::forward::{send_as, Forward, HOP_BY_HOP};
 use super::{full, ResponseBody, Shared};
 use crate::config::Secret;
 use crate::node::{Node, RequestKind};
@@ -244,7 +244,7 @@ pub async fn run_statement(
 fn statement_record(q: &str, db: &str, auth: Option<Secret>) -> Record {
     Record {
         kind: RecordKind::Statement,
-        accepted_at_ms: now_ms(),
+        accepted_at_ms: crate::clock::unix_ms(),
         db: db.to_string(),
         rp: String::new(),
         precision: String::new(),
