@@ -23,10 +23,14 @@
 //!   `/api/v2/write`, `/query`, `/ping`, `/health`, `/status` and `/metrics`.
 //! * [`monitor`]: Prometheus metrics (one recorder per router) and
 //!   self-monitoring: statistics and events written into `self_database`.
+//! * [`control`]: the control plane behind `admin …`: routing documents
+//!   in Redis today, schema and data copies, verification, backups and the
+//!   job queue as they come; it never uses [`server`].
 //! * [`tls`]: rustls configurations (ring provider) for the HTTPS listener
 //!   and for `https://` nodes, read from PEM files.
 //!
-//! `main.rs` only parses the command line and calls [`server::run`].
+//! `main.rs` only parses the command line and calls [`server::run`] or a
+//! [`control`] command.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -34,6 +38,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod monitor;
 pub mod node;
 pub mod payload;

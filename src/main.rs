@@ -112,7 +112,7 @@ fn main() -> ExitCode {
 }
 
 fn routes(loaded: &LoadedConfig, command: RoutesCommand) -> ExitCode {
-    use influxdb_router::routing::source::redis as source;
+    use influxdb_router::control::routes;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -123,76 +123,35 @@ fn routes(loaded: &LoadedConfig, command: RoutesCommand) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let routing = &loaded.config.routing;
-    let settings = |target: &RoutesTarget| {
-        (
-            target
-                .redis
-                .clone()
-                .unwrap_or_else(|| routing.redis_url.clone()),
-            target
-                .amqp
-                .clone()
-                .unwrap_or_else(|| routing.amqp_url.clone()),
-            target
-                .key_prefix
-                .clone()
-                .unwrap_or_else(|| routing.key_prefix.clone()),
-        )
+    let config = &loaded.config;
+    let result = match command {
+        RoutesCommand::Show { target } => runtime
+            .block_on(routes::show(config, &target.into()))
+            .map(|text| print!("{text}")),
+        RoutesCommand::Push { file, target } => runtime
+            .block_on(routes::push(config, &target.into(), &file))
+            .map(|pushed| {
+                println!("{}", pushed.summary);
+                if let Some(warning) = pushed.warning {
+                    eprintln!("influxdb-router: warning: {warning}");
+                }
+            }),
     };
-    match command {
-        RoutesCommand::Show { target } => {
-            let (redis, _, prefix) = settings(&target);
-            match runtime.block_on(source::show(&redis, &prefix)) {
-                Ok(Some((version, document))) => {
-                    println!("# version: {version}");
-                    print!("{document}");
-                    if !document.ends_with('\n') {
-                        println!();
-                    }
-                    ExitCode::SUCCESS
-                }
-                Ok(None) => {
-                    eprintln!(
-                        "influxdb-router: no routing document at {}",
-                        source::document_key(&prefix)
-                    );
-                    ExitCode::from(1)
-                }
-                Err(e) => {
-                    eprintln!("influxdb-router: {e}");
-                    ExitCode::from(1)
-                }
-            }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("influxdb-router: {e}");
+            ExitCode::from(e.exit_code())
         }
-        RoutesCommand::Push { file, target } => {
-            let (redis, amqp, prefix) = settings(&target);
-            let text = match std::fs::read_to_string(&file) {
-                Ok(text) => text,
-                Err(e) => {
-                    eprintln!("influxdb-router: cannot read {}: {e}", file.display());
-                    return ExitCode::from(1);
-                }
-            };
-            let origin = file.display().to_string();
-            match runtime.block_on(source::push(&redis, &amqp, &prefix, &text, &origin)) {
-                Ok(pushed) => {
-                    println!(
-                        "pushed {} as version {} to {}",
-                        file.display(),
-                        pushed.version,
-                        source::document_key(&prefix)
-                    );
-                    if let Err(e) = pushed.notice {
-                        eprintln!("influxdb-router: warning: the change notice was not published ({e}); routers pick the change up at their next poll");
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("influxdb-router: {e}");
-                    ExitCode::from(1)
-                }
-            }
+    }
+}
+
+impl From<RoutesTarget> for influxdb_router::control::routes::Target {
+    fn from(target: RoutesTarget) -> Self {
+        influxdb_router::control::routes::Target {
+            redis: target.redis,
+            amqp: target.amqp,
+            key_prefix: target.key_prefix,
         }
     }
 }

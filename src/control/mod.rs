@@ -1,0 +1,36 @@
+//! The control plane: the work behind `influxdb-router admin …`.
+//!
+//! Each command is one module with one entry function that takes its
+//! settings as values and returns what it did or a [`ControlError`]; the
+//! command line (`main.rs`) only parses flags, calls it and turns the result
+//! into an exit status ([`ControlError::exit_code`]). A job of the same
+//! name (the job queue, a later issue) calls the same function.
+//!
+//! This layer uses `config`, `protocol`, `queue`, `node` and `routing`, and
+//! never `server`: it talks to routers and nodes over HTTP, to Redis and
+//! RabbitMQ directly, like any other client.
+//!
+//! * [`routes`]: `admin routes show|push`, the routing document in Redis.
+
+pub mod routes;
+
+/// Why a control-plane command failed; its message names what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The command was used wrongly (exit status 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The command could not do its work (exit status 1).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ControlError {
+    /// 2 for bad usage, 1 for a failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ControlError::Usage(_) => 2,
+            ControlError::Failed(_) => 1,
+        }
+    }
+}
