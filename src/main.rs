@@ -54,6 +54,15 @@ enum AdminCommand {
         #[command(subcommand)]
         command: RoutesCommand,
     },
+    /// Nodes, health and queues of one or more routers
+    Status {
+        /// A router's URL (repeatable; default: this configuration's [server] bind)
+        #[arg(long = "router", value_name = "URL")]
+        routers: Vec<String>,
+        /// Print one JSON document instead of the table
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,20 +117,59 @@ fn main() -> ExitCode {
         Command::Admin {
             command: AdminCommand::Routes { command },
         } => routes(&loaded, command),
+        Command::Admin {
+            command: AdminCommand::Status { routers, json },
+        } => admin_status(&loaded, &routers, json),
+    }
+}
+
+/// A runtime for one control-plane command.
+fn control_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(e) => {
+            eprintln!("influxdb-router: cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
+/// A control-plane error on stderr, as an exit status.
+fn control_failed(e: &influxdb_router::control::ControlError) -> ExitCode {
+    eprintln!("influxdb-router: {e}");
+    ExitCode::from(e.exit_code())
+}
+
+fn admin_status(loaded: &LoadedConfig, routers: &[String], json: bool) -> ExitCode {
+    let Some(runtime) = control_runtime() else {
+        return ExitCode::from(1);
+    };
+    let report = match runtime.block_on(influxdb_router::control::status::status(
+        &loaded.config,
+        routers,
+    )) {
+        Ok(report) => report,
+        Err(e) => return control_failed(&e),
+    };
+    if json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.table());
+    }
+    if report.complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
 fn routes(loaded: &LoadedConfig, command: RoutesCommand) -> ExitCode {
     use influxdb_router::control::routes;
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("influxdb-router: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+    let Some(runtime) = control_runtime() else {
+        return ExitCode::from(1);
     };
     let config = &loaded.config;
     let result = match command {
@@ -139,10 +187,7 @@ fn routes(loaded: &LoadedConfig, command: RoutesCommand) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("influxdb-router: {e}");
-            ExitCode::from(e.exit_code())
-        }
+        Err(e) => control_failed(&e),
     }
 }
 

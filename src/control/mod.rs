@@ -11,8 +11,12 @@
 //! RabbitMQ directly, like any other client.
 //!
 //! * [`routes`]: `admin routes show|push`, the routing document in Redis.
+//! * [`status`]: `admin status`, the state of one or more routers.
+//! * [`http`]: the HTTP client the commands share.
 
+pub mod http;
 pub mod routes;
+pub mod status;
 
 /// Why a control-plane command failed; its message names what failed.
 #[derive(Debug, thiserror::Error)]
