@@ -255,7 +255,7 @@ fn check_config(loaded: &LoadedConfig) -> ExitCode {
 }
 
 fn describe_route(route: &RouteConfig) -> String {
-    let any = |glob: &Option<influxdb_router::routing::glob::Glob>| {
+    let any = |glob: &Option<influxdb_router::config::glob::Glob>| {
         glob.as_ref().map_or("*".to_string(), |g| g.to_string())
     };
     let target = match &route.target {

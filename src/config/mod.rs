@@ -9,6 +9,7 @@
 //! one [`ConfigError`] naming file, key and what is wrong.
 
 mod error;
+pub mod glob;
 mod nodes;
 mod raw;
 mod routes;
@@ -30,7 +31,7 @@ pub use units::{parse_duration, parse_size};
 
 use error::Problems;
 
-use crate::routing::glob::Glob;
+use glob::Glob;
 
 /// The configuration used when no file is given: listen on `0.0.0.0:5096`
 /// and relay to one local InfluxDB at `http://127.0.0.1:8086`.

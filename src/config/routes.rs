@@ -9,7 +9,7 @@
 use super::error::Problems;
 use super::raw::{join, table_into, RawRoute};
 use super::{RouteConfig, RouteTarget, ShardKey};
-use crate::routing::glob::Glob;
+use crate::config::glob::Glob;
 
 /// Checks every `[[route]]` against `names`, the name of every cluster
 /// written (valid or not, so a broken cluster is not reported twice).

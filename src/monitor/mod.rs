@@ -58,7 +58,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 use tokio::sync::{mpsc, watch};
 
 use crate::config::RoutingSource;
-use crate::routing::RoutingTable;
+use crate::node::Node;
 use events::{Event, EventKind, Events};
 use names::Metric;
 
@@ -188,10 +188,11 @@ impl Monitor {
         }
     }
 
-    /// The Prometheus text exposition, with the state gauges set from `table`.
-    pub fn render(&self, table: &RoutingTable) -> String {
-        self.routing_version.set(table.version() as f64);
-        for node in table.nodes() {
+    /// The Prometheus text exposition, with the state gauges set from the
+    /// live routing table: its `version` and its `nodes`.
+    pub fn render<'a>(&self, version: u64, nodes: impl Iterator<Item = &'a Arc<Node>>) -> String {
+        self.routing_version.set(version as f64);
+        for node in nodes {
             let stats = node.queue().stats();
             node.metrics().set_state(node.is_healthy(), &stats);
         }

@@ -38,14 +38,14 @@ use tokio::task::JoinHandle;
 use super::events::{unix_ns, Event};
 use super::Monitor;
 use crate::config::MetricsConfig;
-use crate::routing::RoutingTable;
+use crate::node::Node;
 
 /// What self-monitoring needs of the router it runs in.
 pub trait Router: Send + Sync + 'static {
     /// The router's metrics (rendered into the statistics).
     fn monitor(&self) -> &Monitor;
-    /// The routing table in force.
-    fn table(&self) -> Arc<RoutingTable>;
+    /// The version of the routing table in force, and its nodes.
+    fn nodes(&self) -> (u64, Vec<Arc<Node>>);
     /// How long the router has been running.
     fn uptime(&self) -> Duration;
     /// Writes line protocol into `db` through the router's write path at
@@ -191,8 +191,8 @@ impl Writer {
 
 /// The `router` points: one for the router, one per node of the live table.
 fn statistics(router: &dyn Router, host: &str, now_ns: u64) -> String {
-    let table = router.table();
-    let text = router.monitor().render(&table);
+    let (version, nodes) = router.nodes();
+    let text = router.monitor().render(version, nodes.iter());
     let sum = |name: &str| sum_samples(&text, name, |_| true) as u64;
     let mut fields = Fields::default();
     fields.int("requests", sum("influxdb_router_http_requests_total"));
@@ -203,14 +203,13 @@ fn statistics(router: &dyn Router, host: &str, now_ns: u64) -> String {
     for (field, metric) in ROUTER_FIELDS {
         fields.int(field, sum(metric));
     }
-    let nodes: Vec<_> = table.nodes().collect();
     let stats: Vec<_> = nodes.iter().map(|n| n.queue().stats()).collect();
     fields.int("queue_bytes", stats.iter().map(|s| s.pending_bytes).sum());
     fields.int("queue_records", stats.iter().map(|s| s.records).sum());
     fields.int("nodes", nodes.len() as u64);
     let healthy = nodes.iter().filter(|n| n.is_healthy()).count();
     fields.int("nodes_healthy", healthy as u64);
-    fields.int("routing_version", table.version());
+    fields.int("routing_version", version);
     if let Some(usage) = super::process::usage() {
         fields.int("resident_memory_bytes", usage.resident_bytes);
         fields.float("cpu_seconds", usage.cpu_seconds);

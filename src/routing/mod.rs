@@ -12,7 +12,7 @@
 //! A request loads the snapshot once and uses it to the end; nothing on the
 //! request path takes a lock to read routing state.
 
-pub mod glob;
+pub use crate::config::glob;
 pub mod hash;
 pub mod live;
 pub mod orphans;

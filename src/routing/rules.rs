@@ -18,8 +18,8 @@
 
 use crate::config::{RouteConfig, RouteTarget};
 
-use super::glob::Glob;
 use super::hash::Rendezvous;
+use crate::config::glob::Glob;
 
 /// The rules of one routing table and its default cluster.
 #[derive(Debug, Clone)]

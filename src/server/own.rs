@@ -16,8 +16,8 @@ use super::Shared;
 use crate::config::Consistency;
 use crate::monitor::self_monitor::{Router, Statement};
 use crate::monitor::Monitor;
+use crate::node::Node;
 use crate::payload::Payload;
-use crate::routing::RoutingTable;
 
 /// This router, as self-monitoring sees it.
 pub struct OwnTraffic(pub Arc<Shared>);
@@ -27,8 +27,9 @@ impl Router for OwnTraffic {
         &self.0.monitor
     }
 
-    fn table(&self) -> Arc<RoutingTable> {
-        self.0.routing.load()
+    fn nodes(&self) -> (u64, Vec<Arc<Node>>) {
+        let table = self.0.routing.load();
+        (table.version(), table.nodes().cloned().collect())
     }
 
     fn uptime(&self) -> Duration {

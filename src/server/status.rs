@@ -138,7 +138,8 @@ pub fn status(shared: &Arc<Shared>) -> Response<ResponseBody> {
 
 /// `GET /metrics`: the Prometheus text exposition (see [`crate::monitor`]).
 pub fn metrics(shared: &Shared) -> Response<ResponseBody> {
-    let text = shared.monitor.render(&shared.routing.load());
+    let table = shared.routing.load();
+    let text = shared.monitor.render(table.version(), table.nodes());
     let mut response = Response::new(full(http_body_util::Full::new(bytes::Bytes::from(text))));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
