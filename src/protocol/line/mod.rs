@@ -8,6 +8,11 @@
 //! are long, one copy where they are short), allocate per line, or panic
 //! on any input.
 //!
+//! Here: the line iterator ([`lines`]) and where a line ends. The key of a
+//! line (measurement and tags) and [`unescape_measurement`] are in
+//! `key.rs`, [`LineError`] and its messages in `error.rs`, the per-key
+//! batches in `split.rs`.
+//!
 //! # Where a line ends
 //!
 //! Exactly where InfluxDB 1.x's own scanner (`scanLine` in `models/points.go`)
@@ -84,18 +89,24 @@
 //! assert_eq!((found[1].number, found[1].text), (4, &b"log msg=\"a\nb\" 2"[..]));
 //! ```
 
+mod error;
+mod key;
 #[cfg(any(test, fuzzing))]
 pub mod reference;
 mod split;
 #[cfg(test)]
 mod tests;
 
+pub use error::{LineError, EXCERPT_BYTES};
+pub use key::unescape_measurement;
 pub use split::{split_by, split_payload};
 
-use std::borrow::Cow;
 use std::iter::FusedIterator;
 
-use memchr::{memchr, memchr2, memchr3, memrchr};
+use memchr::{memchr, memchr3};
+
+use error::{runaway_comment, unterminated_string};
+use key::Key;
 
 /// One line of a body: its byte range in the body (without the trailing
 /// `\n` or `\r\n`, and without leading spaces, tabs and NULs), and its
@@ -113,20 +124,6 @@ pub struct Line<'a> {
     /// The measurement as written, a prefix of `text`; never empty.
     pub measurement: &'a [u8],
 }
-
-/// A line that is not line protocol, as far as the scanner checks.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {message}")]
-pub struct LineError {
-    /// 1-based physical line number.
-    pub line: usize,
-    /// Lower-case; says what was expected and quotes the offending input
-    /// (at most [`EXCERPT_BYTES`] bytes of it).
-    pub message: String,
-}
-
-/// Longest excerpt of the input quoted in a [`LineError`], in bytes.
-pub const EXCERPT_BYTES: usize = 40;
 
 /// Iterator over the non-empty, non-comment lines of `body`; see the module
 /// documentation for where lines end and what is checked. After an error it
@@ -164,19 +161,6 @@ struct Span<'a> {
     from: usize,
     /// Just past its newline (or the end of the body).
     to: usize,
-}
-
-/// What [`Lines::find_end`] learnt about the key (measurement and tags).
-#[derive(Clone, Copy)]
-enum Key {
-    /// No quote, backslash or leading space in the line: the measurement
-    /// ends at the first `,` or space, the key at the first space.
-    Plain,
-    /// The key ends at this space, the line's first, with no backslash
-    /// before it (and no leading space).
-    EndsAt(usize),
-    /// To be scanned InfluxDB's way ([`key_ends`]).
-    Unknown,
 }
 
 /// Where [`Lines::find_end`] found a line to end.
@@ -254,38 +238,6 @@ impl<'a> Lines<'a> {
         };
         let to = self.pos;
         Ok(Some(Span { line, from, to }))
-    }
-
-    /// Checks the measurement and that a field set follows the key of the
-    /// line in `start..end`; returns the end of the measurement.
-    fn check_key(
-        &self,
-        number: usize,
-        start: usize,
-        end: usize,
-        key: Key,
-    ) -> Result<usize, LineError> {
-        let body = self.body;
-        let text = &body[start..end];
-        if text[0] == b',' {
-            return Err(missing_measurement(number, text));
-        }
-        let after = |m: usize| start + 1 + m;
-        let measurement_end = match key {
-            Key::Plain => {
-                let m = memchr2(b',', b' ', &body[start + 1..end]).map_or(end, after);
-                has_space_before_last_non_blank(&body[m..end]).then_some(m)
-            }
-            Key::EndsAt(k) => {
-                let m = memchr(b',', &body[start + 1..k]).map_or(k, after);
-                (skip_blanks(&body[..end], k + 1) < end).then_some(m)
-            }
-            Key::Unknown => match key_ends(body, start, end) {
-                (m, Some(k)) => (skip_blanks(&body[..end], k + 1) < end).then_some(m),
-                (_, None) => None,
-            },
-        };
-        measurement_end.ok_or_else(|| missing_field_set(number, text))
     }
 
     /// Where InfluxDB 1.x's `scanLine` ends the line whose first non-blank
@@ -441,17 +393,6 @@ impl End {
         }
     }
 }
-
-/// Whether `text` has a space before its last byte that is not a space,
-/// tab or NUL.
-fn has_space_before_last_non_blank(text: &[u8]) -> bool {
-    let mut last = text.len();
-    while last > 0 && matches!(text[last - 1], b' ' | b'\t' | 0) {
-        last -= 1;
-    }
-    last > 1 && memrchr(b' ', &text[..last - 1]).is_some()
-}
-
 /// The first offset from `i` that is not a space, tab or NUL (InfluxDB's
 /// `skipWhitespace`), or `body.len()`.
 fn skip_blanks(body: &[u8], mut i: usize) -> usize {
@@ -483,121 +424,4 @@ fn equals_minus_commas(bytes: &[u8]) -> isize {
         n += isize::from(equals) - isize::from(commas);
     }
     n
-}
-
-/// The ends of the measurement and of the key (measurement and tags) of
-/// the line in `start..end`, InfluxDB's way: a `,` or space that is not
-/// right after a backslash. The key end is `None` when no space ends it.
-fn key_ends(body: &[u8], start: usize, end: usize) -> (usize, Option<usize>) {
-    match find_unescaped(body, start + 1, end, b',', b' ') {
-        None => (end, None),
-        Some(m) if body[m] == b' ' => (m, Some(m)),
-        Some(m) => (m, find_unescaped(body, m + 1, end, b' ', b' ')),
-    }
-}
-
-/// The first `a` or `b` in `body[from..to]` whose previous byte is not a
-/// backslash (`from` must be at least 1).
-fn find_unescaped(body: &[u8], mut from: usize, to: usize, a: u8, b: u8) -> Option<usize> {
-    while from < to {
-        let j = from + memchr2(a, b, &body[from..to])?;
-        if body[j - 1] != b'\\' {
-            return Some(j);
-        }
-        from = j + 1;
-    }
-    None
-}
-
-/// The measurement as InfluxDB 1.x stores it: `\,`, `\ `, `\=` and `\"`
-/// become `,`, ` `, `=` and `"` (InfluxDB's `escape.Unescape`, which it
-/// applies to measurement names even though only `\,` and `\ ` are
-/// documented); any other backslash stays. Borrowed when there is nothing
-/// to unescape.
-pub fn unescape_measurement(raw: &[u8]) -> Cow<'_, [u8]> {
-    let Some(first) = first_escape(raw) else {
-        return Cow::Borrowed(raw);
-    };
-    let mut out = Vec::with_capacity(raw.len());
-    out.extend_from_slice(&raw[..first]);
-    let mut i = first;
-    while i < raw.len() {
-        if raw[i] == b'\\' && raw.get(i + 1).is_some_and(|&b| is_escapable(b)) {
-            i += 1;
-        }
-        out.push(raw[i]);
-        i += 1;
-    }
-    Cow::Owned(out)
-}
-
-/// The offset of the first backslash in `raw` that escapes something.
-fn first_escape(raw: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    loop {
-        let i = from + memchr(b'\\', &raw[from..])?;
-        if raw.get(i + 1).is_some_and(|&b| is_escapable(b)) {
-            return Some(i);
-        }
-        from = i + 1;
-    }
-}
-
-fn is_escapable(b: u8) -> bool {
-    matches!(b, b',' | b' ' | b'=' | b'"')
-}
-
-/// `bytes` cut to [`EXCERPT_BYTES`] (on a character boundary) with `…`,
-/// control characters escaped, for an error message.
-fn excerpt(bytes: &[u8]) -> String {
-    let mut end = bytes.len().min(EXCERPT_BYTES);
-    let back = end.saturating_sub(3);
-    while end > back && end < bytes.len() && bytes[end] & 0xC0 == 0x80 {
-        end -= 1;
-    }
-    let mut out = String::with_capacity(end + 8);
-    for c in String::from_utf8_lossy(&bytes[..end]).chars() {
-        match c.is_control() {
-            true => out.extend(c.escape_default()),
-            false => out.push(c),
-        }
-    }
-    if end < bytes.len() {
-        out.push('…');
-    }
-    out
-}
-
-fn missing_measurement(line: usize, text: &[u8]) -> LineError {
-    let message = format!(
-        "missing measurement: expected a name before the first ',' in '{}'",
-        excerpt(text)
-    );
-    LineError { line, message }
-}
-
-fn missing_field_set(line: usize, text: &[u8]) -> LineError {
-    let message = format!(
-        "missing field set: expected a space and field=value after the measurement \
-         and tags in '{}'",
-        excerpt(text)
-    );
-    LineError { line, message }
-}
-
-fn unterminated_string(line: usize, from_quote: &[u8]) -> LineError {
-    let message = format!(
-        "unterminated string: expected a closing '\"' for the string that opens at '{}'",
-        excerpt(from_quote)
-    );
-    LineError { line, message }
-}
-
-fn runaway_comment(line: usize, text: &[u8]) -> LineError {
-    let message = format!(
-        "comment does not end at its newline (influxdb 1.x would read on past an open '\"' \
-         or an escaped newline): expected a one-line comment in '{}'",
-        excerpt(text)
-    );
-    LineError { line, message }
 }

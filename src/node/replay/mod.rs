@@ -23,22 +23,30 @@
 //! Logged once per event, never per record: a replay that resumes after the
 //! node was down or failing, and the queue running empty after it (at debug
 //! for a record queued and replayed at once); the first failure of a streak
-//! (then at most every [`FAILING_REMINDER`]) and the first success after it;
-//! and the records a batch moved to the dead-letter file, in one line.
+//! (then at most every [`FAILING_REMINDER`](progress::FAILING_REMINDER))
+//! and the first success after it; and the records a batch moved to the
+//! dead-letter file, in one line.
+//!
+//! * here: the loop, batches cut into groups, the strikes against a record
+//!   whose answers are unreadable, and dead-lettering.
+//! * `request`: records to an HTTP request, and its answer to a `Sent`.
+//! * `progress`: what is logged about a backlog and about failures.
+
+mod progress;
+mod request;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
-use http::Method;
-use http_body_util::BodyExt;
 use tokio::sync::watch;
 
-use super::{Node, RequestKind};
+use super::Node;
 use crate::config::BufferConfig;
-use crate::payload::Payload;
 use crate::queue::{Position, Record, RecordKind};
+use progress::Progress;
+use request::{send, Sent};
 
 /// Most bytes and records read from the queue for one batch.
 const BATCH_BYTES: usize = 8 << 20;
@@ -47,16 +55,10 @@ const BATCH_RECORDS: usize = 10_000;
 /// How long an idle replayer sleeps before looking again without a wake-up.
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
 
-/// How long one replay request may take.
-const REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// How many times in a row one record may get an unreadable answer before
 /// it is moved to the dead-letter file, so that it cannot hold back every
 /// record behind it.
 const UNREADABLE_ATTEMPTS: u32 = 3;
-
-/// How often a replay that keeps failing is logged again.
-const FAILING_REMINDER: Duration = Duration::from_secs(300);
 
 /// Drains `node`'s queue whenever the node is healthy, until `stop` changes.
 pub async fn run(node: Arc<Node>, buffer: BufferConfig, mut stop: watch::Receiver<bool>) {
@@ -97,93 +99,6 @@ pub async fn run(node: Arc<Node>, buffer: BufferConfig, mut stop: watch::Receive
         }
     }
 }
-
-/// What the replayer has logged about the current backlog and failures.
-#[derive(Debug, Default)]
-struct Progress {
-    /// The node was down or replays failed since the queue was last empty.
-    held_back: bool,
-    /// Set while a backlog is replayed.
-    backlog: Option<Backlog>,
-    /// Failed attempts in a row, and when the last line about them was logged.
-    failures: u32,
-    reported_at: Option<Instant>,
-}
-
-#[derive(Debug)]
-struct Backlog {
-    started: Instant,
-    /// The queue's replayed counter when it started.
-    replayed_before: u64,
-    /// Whether its start was logged at info (it follows a node that was down
-    /// or failing): its end is logged at the same level.
-    announced: bool,
-}
-
-impl Progress {
-    /// Before a replay attempt: logs the start of a backlog's replay, at
-    /// info once the node has been held back.
-    fn replaying(&mut self, node: &Node) {
-        let stats = node.queue().stats();
-        let fresh = self.backlog.is_none();
-        let backlog = self.backlog.get_or_insert(Backlog {
-            started: Instant::now(),
-            replayed_before: stats.replayed,
-            announced: false,
-        });
-        let (name, cluster) = (node.name(), node.cluster());
-        let (records, bytes) = (stats.records, stats.bytes);
-        if self.held_back && !backlog.announced {
-            backlog.announced = true;
-            tracing::info!(node = %name, %cluster, records, bytes, "replaying the node's queue");
-        } else if fresh {
-            tracing::debug!(node = %name, %cluster, records, bytes, "replaying the node's queue");
-        }
-    }
-
-    /// The queue is empty: logs the end of a backlog's replay.
-    fn queue_empty(&mut self, node: &Node) {
-        self.held_back = false;
-        let Some(backlog) = self.backlog.take() else {
-            return;
-        };
-        let records = node
-            .queue()
-            .stats()
-            .replayed
-            .saturating_sub(backlog.replayed_before);
-        let (name, cluster, took) = (node.name(), node.cluster(), backlog.started.elapsed());
-        if backlog.announced {
-            tracing::info!(node = %name, %cluster, records, ?took, "queue replayed; the node is up to date");
-        } else {
-            tracing::debug!(node = %name, %cluster, records, ?took, "queue replayed; the node is up to date");
-        }
-    }
-
-    fn succeeded(&mut self, node: &Node) {
-        if self.failures > 0 {
-            let failures = std::mem::take(&mut self.failures);
-            tracing::info!(node = %node.name(), cluster = %node.cluster(), failed_attempts = failures, "replay succeeded again");
-        }
-        self.reported_at = None;
-    }
-
-    fn failed(&mut self, node: &Node, message: &str, retry_in: Duration) {
-        self.held_back = true;
-        self.failures += 1;
-        let due = match self.reported_at {
-            None => true,
-            Some(at) => at.elapsed() >= FAILING_REMINDER,
-        };
-        if due {
-            self.reported_at = Some(Instant::now());
-            tracing::warn!(node = %node.name(), cluster = %node.cluster(), error = %message, failed_attempts = self.failures, ?retry_in, "replay failed");
-        } else {
-            tracing::debug!(node = %node.name(), error = %message, ?retry_in, "replay failed again");
-        }
-    }
-}
-
 #[derive(Debug, PartialEq, Eq)]
 enum Wake {
     Go,
@@ -395,213 +310,4 @@ async fn dead_letter(node: &Node, record: &Record, reason: &str) -> Result<(), S
         .map_err(|e| format!("dead-letter write failed: {e}"))?;
     node.metrics().dead_letter(&record.db, reason);
     Ok(())
-}
-
-/// What became of one replay request.
-#[derive(Debug)]
-enum Sent {
-    Ok,
-    /// The node rejected it (4xx): retrying cannot help.
-    Rejected(String),
-    /// Connection failure, timeout or 5xx: try again later.
-    Retry(String),
-    /// The node answered, but unreadably: tried again a few times, then
-    /// dead-lettered.
-    Unreadable(String),
-}
-
-/// Sends records that [`joinable`] put together (or one statement).
-async fn send(node: &Arc<Node>, records: &[&Record]) -> Sent {
-    let Some(first) = records.first() else {
-        return Sent::Ok;
-    };
-    let (path, payload, content_type) = match first.kind {
-        RecordKind::Write => (
-            write_path(first),
-            join_bodies(records),
-            "text/plain; charset=utf-8",
-        ),
-        RecordKind::Statement => (
-            String::from("/query"),
-            statement_form(first),
-            "application/x-www-form-urlencoded",
-        ),
-    };
-    let mut request = node
-        .request(Method::POST, &path)
-        .header(CONTENT_TYPE, content_type);
-    if first.gzip {
-        request = request.header(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    }
-    if let Some(auth) = first.auth.as_ref().and_then(header_value) {
-        request = request.header(AUTHORIZATION, auth);
-    }
-    let attempt = async {
-        let response = node
-            .send(RequestKind::Replay, request, payload, None)
-            .await?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
-        Ok::<_, super::NodeError>((status, body))
-    };
-    match tokio::time::timeout(REPLAY_TIMEOUT, attempt).await {
-        Err(_) => Sent::Retry(format!("replay timed out after {REPLAY_TIMEOUT:?}")),
-        Ok(Err(error @ super::NodeError::Unreadable(_))) => Sent::Unreadable(error.to_string()),
-        Ok(Err(error)) => Sent::Retry(error.to_string()),
-        Ok(Ok((status, body))) => classify(status, &body),
-    }
-}
-
-fn classify(status: http::StatusCode, body: &Bytes) -> Sent {
-    let text = || crate::protocol::response::truncate(String::from_utf8_lossy(body).trim(), 300);
-    if status.is_success() {
-        Sent::Ok
-    } else if status.is_client_error() {
-        Sent::Rejected(format!("answered {status}: {}", text()))
-    } else {
-        Sent::Retry(format!("answered {status}: {}", text()))
-    }
-}
-
-/// The client's credentials as a header value, marked sensitive; `None`
-/// when they cannot be one (then the node sees no credentials at all).
-fn header_value(auth: &crate::config::Secret) -> Option<HeaderValue> {
-    let mut value = HeaderValue::from_str(auth.expose()).ok()?;
-    value.set_sensitive(true);
-    Some(value)
-}
-
-fn write_path(record: &Record) -> String {
-    let mut query =
-        form_urlencoded::Serializer::for_suffix(String::from("/write?"), "/write?".len());
-    query.append_pair("db", &record.db);
-    if !record.rp.is_empty() {
-        query.append_pair("rp", &record.rp);
-    }
-    if !record.precision.is_empty() {
-        query.append_pair("precision", &record.precision);
-    }
-    query.finish()
-}
-
-/// The bodies back to back, each ending in a newline so lines never merge.
-fn join_bodies(records: &[&Record]) -> Payload {
-    if let [one] = records {
-        return one.body.clone();
-    }
-    let mut chunks = Vec::new();
-    for record in records {
-        chunks.extend(record.body.chunks().iter().cloned());
-        let ends_in_newline = record
-            .body
-            .chunks()
-            .last()
-            .is_some_and(|c| c.ends_with(b"\n"));
-        if !ends_in_newline {
-            chunks.push(Bytes::from_static(b"\n"));
-        }
-    }
-    Payload::from_chunks(chunks)
-}
-
-fn statement_form(record: &Record) -> Payload {
-    let q = record.body.to_contiguous();
-    let mut form = form_urlencoded::Serializer::new(String::new());
-    form.append_pair("q", &String::from_utf8_lossy(&q));
-    if !record.db.is_empty() {
-        form.append_pair("db", &record.db);
-    }
-    Payload::from(Bytes::from(form.finish()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write(db: &str, body: &'static str) -> Record {
-        Record {
-            kind: RecordKind::Write,
-            accepted_at_ms: 0,
-            db: db.into(),
-            rp: String::new(),
-            precision: "s".into(),
-            gzip: false,
-            auth: None,
-            body: Payload::from(body),
-        }
-    }
-
-    fn at(n: u64) -> Position {
-        Position {
-            segment: 0,
-            offset: n,
-        }
-    }
-
-    #[test]
-    fn consecutive_plain_writes_to_one_place_form_one_group() {
-        let statement = Record {
-            kind: RecordKind::Statement,
-            ..write("a", "CREATE DATABASE a")
-        };
-        let zipped = Record {
-            gzip: true,
-            ..write("a", "zz")
-        };
-        let batch = vec![
-            (at(1), write("a", "m v=1\n")),
-            (at(2), write("a", "m v=2")),
-            (at(3), write("b", "m v=3\n")),
-            (at(4), statement),
-            (at(5), zipped),
-            (at(6), write("a", "m v=4\n")),
-        ];
-        let sizes: Vec<usize> = groups(&batch).iter().map(|g| g.len()).collect();
-        assert_eq!(sizes, vec![2, 1, 1, 1, 1]);
-    }
-
-    #[test]
-    fn joined_bodies_never_merge_two_lines() {
-        let (a, b) = (write("a", "m v=1"), write("a", "m v=2\n"));
-        let joined = join_bodies(&[&a, &b]).to_contiguous();
-        assert_eq!(&joined[..], b"m v=1\nm v=2\n");
-    }
-
-    #[test]
-    fn write_and_statement_requests_carry_their_parameters() {
-        let record = Record {
-            rp: "week".into(),
-            ..write("my db", "")
-        };
-        assert_eq!(write_path(&record), "/write?db=my+db&rp=week&precision=s");
-        let statement = Record {
-            kind: RecordKind::Statement,
-            ..write("d", "CREATE DATABASE \"x;y\"")
-        };
-        assert_eq!(
-            &statement_form(&statement).to_contiguous()[..],
-            b"q=CREATE+DATABASE+%22x%3By%22&db=d"
-        );
-    }
-
-    #[test]
-    fn only_5xx_and_failures_are_retried() {
-        assert!(matches!(
-            classify(http::StatusCode::NO_CONTENT, &Bytes::new()),
-            Sent::Ok
-        ));
-        assert!(matches!(
-            classify(http::StatusCode::BAD_REQUEST, &Bytes::new()),
-            Sent::Rejected(_)
-        ));
-        assert!(matches!(
-            classify(http::StatusCode::SERVICE_UNAVAILABLE, &Bytes::new()),
-            Sent::Retry(_)
-        ));
-    }
 }
