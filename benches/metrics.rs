@@ -14,7 +14,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use influxdb_router::monitor::http::count_lines;
 use influxdb_router::monitor::{Endpoint, Monitor};
-use influxdb_router::node::RequestKind;
+use influxdb_router::node::{Metrics, RequestKind};
 
 fn bench_metrics(c: &mut Criterion) {
     let monitor = Monitor::new(None);

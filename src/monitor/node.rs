@@ -12,7 +12,7 @@ use metrics::{Counter, Gauge, Histogram};
 
 use super::events::{Event, EventKind, Events, FullThrottle};
 use super::{names, Registrar};
-use crate::node::RequestKind;
+use crate::node::{Metrics, RequestKind};
 use crate::queue::QueueStats;
 
 /// The handles of one node's metrics, and where its events go.
@@ -76,9 +76,16 @@ impl NodeMetrics {
         }
     }
 
+    fn emit(&self, kind: EventKind, message: impl Into<String>) {
+        let event = Event::new(kind, message).about(&self.cluster, &self.node);
+        self.events.emit(event);
+    }
+}
+
+impl Metrics for NodeMetrics {
     /// Counts one request to the node: its body size, how long until the
     /// response head (or the failure), and whether it failed.
-    pub fn request(&self, kind: RequestKind, body_bytes: u64, took: Duration, failed: bool) {
+    fn request(&self, kind: RequestKind, body_bytes: u64, took: Duration, failed: bool) {
         self.requests[kind as usize].increment(1);
         self.sent_bytes.increment(body_bytes);
         self.duration.record(took.as_secs_f64());
@@ -88,19 +95,19 @@ impl NodeMetrics {
     }
 
     /// A record of `bytes` (frame included) went into the node's queue.
-    pub fn appended(&self, bytes: u64) {
+    fn appended(&self, bytes: u64) {
         self.appended_records.increment(1);
         self.appended_bytes.increment(bytes);
     }
 
     /// Queued records the node accepted on replay.
-    pub fn replayed(&self, records: u64, bytes: u64) {
+    fn replayed(&self, records: u64, bytes: u64) {
         self.replayed_records.increment(records);
         self.replayed_bytes.increment(bytes);
     }
 
     /// The node rejected a queued record of `db` for good.
-    pub fn dead_letter(&self, db: &str, reason: &str) {
+    fn dead_letter(&self, db: &str, reason: &str) {
         self.dead_letters.increment(1);
         if !self.events.is_self_database(db) {
             let message = format!("a queued write to {db:?} was rejected: {reason}");
@@ -109,7 +116,7 @@ impl NodeMetrics {
     }
 
     /// The full queue refused `refused` records and dropped `dropped` old ones.
-    pub fn queue_full(&self, refused: u64, dropped: u64) {
+    fn queue_full(&self, refused: u64, dropped: u64) {
         self.rejected.increment(refused);
         self.dropped.increment(dropped);
         let now_ms = crate::clock::unix_ms();
@@ -119,7 +126,7 @@ impl NodeMetrics {
     }
 
     /// The health checker changed its verdict.
-    pub fn health_changed(&self, healthy: bool, message: &str) {
+    fn health_changed(&self, healthy: bool, message: &str) {
         let kind = match healthy {
             true => EventKind::NodeUp,
             false => EventKind::NodeDown,
@@ -128,15 +135,10 @@ impl NodeMetrics {
     }
 
     /// Sets the gauges that mirror the node's state (at scrape time).
-    pub fn set_state(&self, healthy: bool, queue: &QueueStats) {
+    fn set_state(&self, healthy: bool, queue: &QueueStats) {
         self.healthy.set(if healthy { 1.0 } else { 0.0 });
         self.queue_bytes.set(queue.pending_bytes as f64);
         self.queue_disk_bytes.set(queue.bytes as f64);
         self.queue_records.set(queue.records as f64);
-    }
-
-    fn emit(&self, kind: EventKind, message: impl Into<String>) {
-        let event = Event::new(kind, message).about(&self.cluster, &self.node);
-        self.events.emit(event);
     }
 }

@@ -19,6 +19,7 @@
 pub mod auth;
 pub mod client;
 pub mod health;
+pub mod metrics;
 pub mod replay;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -26,10 +27,10 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::config::{ClusterConfig, NodeConfig, NodeMode};
-use crate::monitor::NodeMetrics;
 use crate::queue::{AppendError, Queue, Record};
 
 pub use client::{HttpClient, NodeClient, NodeError, NodeResponseBody};
+pub use metrics::Metrics;
 
 /// One node: address, mode, health and load.
 #[derive(Debug)]
@@ -61,7 +62,7 @@ pub struct Node {
     in_flight: AtomicUsize,
     queue: Queue,
     detail: Mutex<Detail>,
-    metrics: NodeMetrics,
+    metrics: Box<dyn Metrics>,
 }
 
 /// Slow-changing facts about a node, for `/status` and `/ping`.
@@ -85,7 +86,7 @@ impl Node {
         cluster: &ClusterConfig,
         config: &NodeConfig,
         queue: Queue,
-        metrics: NodeMetrics,
+        metrics: Box<dyn Metrics>,
         client: NodeClient,
     ) -> Arc<Node> {
         let base = config.url.to_string();
@@ -172,8 +173,8 @@ impl Node {
     }
 
     /// The node's metric handles (and where its events go).
-    pub fn metrics(&self) -> &NodeMetrics {
-        &self.metrics
+    pub fn metrics(&self) -> &dyn Metrics {
+        self.metrics.as_ref()
     }
 
     /// Whether new work must go through the queue to keep the node's order:
@@ -340,12 +341,11 @@ pub(crate) fn test_node(url: &str, dir: &std::path::Path) -> Arc<Node> {
     };
     let queue_config = QueueConfig::new(1 << 20, OnFull::Reject, FsyncPolicy::Never);
     let queue = Queue::open(dir, queue_config).unwrap();
-    let metrics = crate::monitor::Monitor::new(None).node("c", "a");
     Node::new(
         &cluster,
         &config,
         queue,
-        metrics,
+        Box::new(metrics::Unmetered),
         NodeClient::Plain(client::build()),
     )
 }

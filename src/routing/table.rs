@@ -120,7 +120,7 @@ impl RoutingTable {
                     cluster,
                     node,
                     queue,
-                    monitor.node(&cluster.name, &node.name),
+                    Box::new(monitor.node(&cluster.name, &node.name)),
                     cluster_clients.for_node(node),
                 );
                 nodes.push(match old {
