@@ -36,7 +36,7 @@ const SLOT_SPACING: u64 = 512;
 const SLOT_LEN: usize = 36;
 const VERSION: u32 = 2;
 /// The first release's file.
-const V1_LEN: usize = 28;
+const V1_LEN: u64 = 28;
 
 /// The open position file and what is in it.
 #[derive(Default)]
@@ -110,9 +110,9 @@ impl Store {
         let mut bytes = vec![0; size.min(FILE_LEN) as usize];
         read_exact_at(file.as_ref(), &mut bytes, 0).map_err(io_error("read", &path))?;
         let mut store = Store::default();
-        let found = match bytes.len() {
+        let found = match size {
             V1_LEN => decode_v1(&bytes),
-            len if len as u64 == FILE_LEN => {
+            FILE_LEN => {
                 store.file = fs.open_rewrite(&path).ok();
                 store.load_slots(&bytes)
             }
@@ -255,5 +255,8 @@ mod tests {
         assert_eq!(Store::open(&fs, dir).unwrap().1, Some(pos(3, 600)));
         fs.modify(&path, |b| b[512 + 20] ^= 0xff);
         assert_eq!(Store::open(&fs, dir).unwrap().1, Some(pos(3, 600)));
+        // a longer file is no position file, even if it starts like one
+        fs.modify(&path, |b| b.push(0));
+        assert_eq!(Store::open(&fs, dir).unwrap().1, None);
     }
 }
