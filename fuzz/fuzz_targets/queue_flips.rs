@@ -14,8 +14,12 @@
 //! Needs `--cfg fuzzing` (cargo fuzz sets it). Run from the repository root:
 //!
 //! ```text
-//! cargo +nightly fuzz run queue_flips fuzz/corpus/queue_flips -- -max_total_time=120
+//! cargo +nightly fuzz run queue_flips fuzz/corpus/queue_flips fuzz/seeds/queue_flips -- -max_total_time=120
 //! ```
+//!
+//! Where the nightly cannot build a dependency (rustix 0.37 sets
+//! `rustc_attrs` on nightly), `cargo +stable fuzz run -s none queue_flips …`
+//! fuzzes without a sanitizer.
 
 #![no_main]
 
