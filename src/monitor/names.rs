@@ -130,6 +130,11 @@ pub const QUEUE_REJECTED: Metric = metric(
     Kind::Counter,
     "Records the full queue refused (on_full = reject)",
 );
+pub const QUEUE_POSITION_STALE: Metric = metric(
+    "influxdb_router_queue_position_stale",
+    Kind::Gauge,
+    "1 while the queue's read position cannot be stored on disk (replay goes on from memory)",
+);
 pub const ROUTING_VERSION: Metric = metric(
     "influxdb_router_routing_table_version",
     Kind::Gauge,
@@ -184,7 +189,7 @@ pub const PROCESS_CPU: Metric = metric(
 );
 
 /// Every metric registered with the recorder (the process ones are rendered apart).
-pub const REGISTERED: [Metric; 29] = [
+pub const REGISTERED: [Metric; 30] = [
     HTTP_REQUESTS,
     HTTP_DURATION,
     HTTP_RECEIVED,
@@ -206,6 +211,7 @@ pub const REGISTERED: [Metric; 29] = [
     QUEUE_DEAD_LETTERS,
     QUEUE_DROPPED,
     QUEUE_REJECTED,
+    QUEUE_POSITION_STALE,
     ROUTING_VERSION,
     ROUTING_SWAPS,
     ROUTING_REFUSED,

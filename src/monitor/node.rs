@@ -28,6 +28,7 @@ pub struct NodeMetrics {
     queue_bytes: Gauge,
     queue_disk_bytes: Gauge,
     queue_records: Gauge,
+    position_stale: Gauge,
     appended_records: Counter,
     appended_bytes: Counter,
     replayed_records: Counter,
@@ -64,6 +65,7 @@ impl NodeMetrics {
             queue_bytes: gauge(names::QUEUE_BYTES),
             queue_disk_bytes: gauge(names::QUEUE_DISK_BYTES),
             queue_records: gauge(names::QUEUE_RECORDS),
+            position_stale: gauge(names::QUEUE_POSITION_STALE),
             appended_records: counter(names::QUEUE_APPENDED_RECORDS),
             appended_bytes: counter(names::QUEUE_APPENDED_BYTES),
             replayed_records: counter(names::QUEUE_REPLAYED_RECORDS),
@@ -140,5 +142,11 @@ impl Metrics for NodeMetrics {
         self.queue_bytes.set(queue.pending_bytes as f64);
         self.queue_disk_bytes.set(queue.bytes as f64);
         self.queue_records.set(queue.records as f64);
+        let stale = if queue.position_persist_failing {
+            1.0
+        } else {
+            0.0
+        };
+        self.position_stale.set(stale);
     }
 }

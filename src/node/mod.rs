@@ -326,6 +326,13 @@ pub fn base64(input: &[u8]) -> String {
 pub(crate) fn test_node(url: &str, dir: &std::path::Path) -> Arc<Node> {
     use crate::config::{FsyncPolicy, OnFull};
     use crate::queue::QueueConfig;
+    let queue_config = QueueConfig::new(1 << 20, OnFull::Reject, FsyncPolicy::Never);
+    test_node_with(url, Queue::open(dir, queue_config).unwrap())
+}
+
+/// A node `a` of cluster `c` at `url` with `queue`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_node_with(url: &str, queue: Queue) -> Arc<Node> {
     let config = NodeConfig {
         name: "a".into(),
         url: url.parse().unwrap(),
@@ -339,8 +346,6 @@ pub(crate) fn test_node(url: &str, dir: &std::path::Path) -> Arc<Node> {
         srv: None,
         tls: Default::default(),
     };
-    let queue_config = QueueConfig::new(1 << 20, OnFull::Reject, FsyncPolicy::Never);
-    let queue = Queue::open(dir, queue_config).unwrap();
     Node::new(
         &cluster,
         &config,
@@ -353,6 +358,42 @@ pub(crate) fn test_node(url: &str, dir: &std::path::Path) -> Arc<Node> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn write(n: u64) -> Record {
+        Record {
+            kind: crate::queue::RecordKind::Write,
+            accepted_at_ms: n,
+            db: "db".into(),
+            rp: String::new(),
+            precision: String::new(),
+            gzip: false,
+            auth: None,
+            body: crate::payload::Payload::from(bytes::Bytes::from(format!("m v={n} {n}\n"))),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_whose_queue_drained_on_a_full_disk_takes_writes_directly_again() {
+        use crate::config::{FsyncPolicy, OnFull};
+        use crate::queue::{FaultFs, QueueConfig};
+        let dir = tempfile::TempDir::new().unwrap();
+        let fs = FaultFs::new();
+        let config = QueueConfig::new(1 << 20, OnFull::Reject, FsyncPolicy::Batch);
+        let queue = Queue::open_with(dir.path(), config, Arc::new(fs.clone())).unwrap();
+        let node = test_node_with("http://127.0.0.1:1", queue);
+        node.hint(write(1), Some("connection refused"))
+            .await
+            .unwrap();
+        assert!(node.must_queue());
+        fs.fill_disk(true);
+        let refused = node.hint(write(2), None).await.unwrap_err();
+        assert!(refused.contains("No space left"), "{refused}");
+        // what the replayer does once the node took the batch
+        let batch = node.queue().peek_batch(1 << 20, 100).unwrap();
+        node.queue().commit(batch.last().unwrap().0).unwrap();
+        assert!(node.is_healthy());
+        assert!(!node.must_queue(), "nothing queued: writes go direct again");
+    }
 
     #[test]
     fn base64_matches_rfc4648_vectors() {

@@ -1,30 +1,36 @@
 //! The queue's only door to the disk.
 //!
 //! Everything the queue does to files goes through [`Filesystem`], so tests
-//! can put [`FaultFs`] in between and make writes short, tear them, or fail
-//! an fsync. [`RealFs`] is the plain `std::fs` implementation (Unix: reads
-//! use `pread`, so one open file serves any offset without seeking).
+//! can put [`FaultFs`] in between and make writes short, tear them, fail an
+//! fsync or fill the disk. [`RealFs`] is the plain `std::fs` implementation
+//! (Unix: reads use `pread`, so one open file serves any offset without
+//! seeking). Queue files hold client credentials: [`RealFs`] creates
+//! directories `0700` and files `0600`, and [`Filesystem::make_private`]
+//! takes group and other permissions off an existing one.
 //!
 //! This module never interprets bytes; it only moves them.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 /// The file operations the queue needs, nothing more.
 pub trait Filesystem: Send + Sync + 'static {
+    /// Creates `dir` and its missing parents, readable by the owner only.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// The names (not paths) of the entries of `dir`.
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
-    /// Creates `path`, or empties it if it exists, for writing.
+    /// Creates `path` (owner-only), or empties it if it exists, for writing.
     fn create(&self, path: &Path) -> io::Result<Box<dyn WriteFile>>;
-    /// Opens `path` for appending, creating it if missing.
+    /// Opens `path` for appending, creating it (owner-only) if missing.
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn WriteFile>>;
+    /// Opens the existing `path` to write over its bytes in place.
+    fn open_rewrite(&self, path: &Path) -> io::Result<Box<dyn RewriteFile>>;
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn ReadFile>>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;
@@ -32,12 +38,22 @@ pub trait Filesystem: Send + Sync + 'static {
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Makes the creations, renames and removals in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Takes the group and other permissions off `path`; true when it had any.
+    fn make_private(&self, path: &Path) -> io::Result<bool>;
 }
 
 /// A file open for writing at its end.
 pub trait WriteFile: Send {
     /// Writes a prefix of `buf` and says how long it was (a short write is allowed).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
+    /// Makes everything written so far durable (`fdatasync`).
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+/// A file whose bytes are written over in place (no new disk space needed).
+pub trait RewriteFile: Send {
+    /// Writes a prefix of `buf` at `offset` and says how long it was.
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<usize>;
     /// Makes everything written so far durable (`fdatasync`).
     fn sync(&mut self) -> io::Result<()>;
 }
@@ -56,6 +72,23 @@ pub fn write_all(file: &mut dyn WriteFile, mut buf: &[u8]) -> io::Result<()> {
         match file.write(buf) {
             Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
             Ok(n) => buf = &buf[n.min(buf.len())..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes all of `buf` at `offset`, going on after short writes.
+pub fn write_all_at(file: &mut dyn RewriteFile, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        match file.write_at(buf, offset) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => {
+                let n = n.min(buf.len());
+                buf = &buf[n..];
+                offset += n as u64;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -84,9 +117,13 @@ pub fn read_exact_at(file: &dyn ReadFile, mut buf: &mut [u8], mut offset: u64) -
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealFs;
 
+/// Owner-only modes of what the queue creates.
+const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = 0o600;
+
 impl Filesystem for RealFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        fs::create_dir_all(dir)
+        DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
     }
 
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -100,12 +137,23 @@ impl Filesystem for RealFs {
     }
 
     fn create(&self, path: &Path) -> io::Result<Box<dyn WriteFile>> {
-        Ok(Box::new(File::create(path)?))
+        let mut options = OpenOptions::new();
+        options
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE);
+        Ok(Box::new(options.open(path)?))
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn WriteFile>> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Box::new(file))
+        let mut options = OpenOptions::new();
+        options.create(true).append(true).mode(FILE_MODE);
+        Ok(Box::new(options.open(path)?))
+    }
+
+    fn open_rewrite(&self, path: &Path) -> io::Result<Box<dyn RewriteFile>> {
+        Ok(Box::new(OpenOptions::new().write(true).open(path)?))
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn ReadFile>> {
@@ -128,6 +176,25 @@ impl Filesystem for RealFs {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    fn make_private(&self, path: &Path) -> io::Result<bool> {
+        let mode = fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 == 0 {
+            return Ok(false);
+        }
+        fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7700))?;
+        Ok(true)
+    }
+}
+
+impl RewriteFile for File {
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        FileExt::write_at(self, buf, offset)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.sync_data()
     }
 }
 
@@ -170,9 +237,9 @@ impl ReadFile for Bytes {
 /// [`RealFs`] with faults switched on from the outside, for tests.
 ///
 /// Clones share their knobs: keep one, hand the queue another. Faults apply
-/// to files opened for writing: short writes, a write budget after which
-/// writes tear (the budget's bytes are written, then an error), and failing
-/// fsyncs.
+/// to files opened for writing or rewriting: short writes, a write budget
+/// after which writes tear (the budget's bytes are written, then an error),
+/// failing fsyncs, and a full disk.
 #[derive(Debug, Clone)]
 pub struct FaultFs {
     faults: Arc<Faults>,
@@ -188,6 +255,8 @@ struct Faults {
     failing_syncs: AtomicU64,
     /// File syncs done (successful or not).
     syncs: AtomicU64,
+    /// The disk is full: writes that need new space fail with `ENOSPC`.
+    full: AtomicBool,
 }
 
 impl Default for FaultFs {
@@ -204,6 +273,7 @@ impl FaultFs {
             write_budget: AtomicU64::new(u64::MAX),
             failing_syncs: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
+            full: AtomicBool::new(false),
         };
         FaultFs {
             faults: Arc::new(faults),
@@ -226,6 +296,13 @@ impl FaultFs {
         self.faults.failing_syncs.store(count, Ordering::SeqCst);
     }
 
+    /// Fills the disk (`true`) or frees it: while full, every write that
+    /// needs new space fails with `ENOSPC` (appends, new files' contents);
+    /// creating an empty file, renaming, removing and cutting still work.
+    pub fn fill_disk(&self, full: bool) {
+        self.faults.full.store(full, Ordering::SeqCst);
+    }
+
     /// File syncs so far (directory syncs not counted).
     pub fn syncs(&self) -> u64 {
         self.faults.syncs.load(Ordering::SeqCst)
@@ -234,6 +311,11 @@ impl FaultFs {
     fn wrap(&self, file: Box<dyn WriteFile>) -> Box<dyn WriteFile> {
         let faults = Arc::clone(&self.faults);
         Box::new(FaultFile { file, faults })
+    }
+
+    fn wrap_rewrite(&self, file: Box<dyn RewriteFile>, size: u64) -> Box<dyn RewriteFile> {
+        let faults = Arc::clone(&self.faults);
+        Box::new(FaultRewrite { file, faults, size })
     }
 }
 
@@ -252,6 +334,11 @@ impl Filesystem for FaultFs {
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn WriteFile>> {
         Ok(self.wrap(RealFs.open_append(path)?))
+    }
+
+    fn open_rewrite(&self, path: &Path) -> io::Result<Box<dyn RewriteFile>> {
+        let size = fs::metadata(path)?.len();
+        Ok(self.wrap_rewrite(RealFs.open_rewrite(path)?, size))
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn ReadFile>> {
@@ -273,6 +360,51 @@ impl Filesystem for FaultFs {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         RealFs.sync_dir(dir)
     }
+
+    fn make_private(&self, path: &Path) -> io::Result<bool> {
+        RealFs.make_private(path)
+    }
+}
+
+impl Faults {
+    /// How much of a write of `len` bytes may go through (0: none), or the
+    /// injected error; `needs_space` when the write grows the file.
+    fn admit(&self, len: usize, needs_space: bool) -> io::Result<usize> {
+        if needs_space && self.full.load(Ordering::SeqCst) {
+            return Err(no_space());
+        }
+        let budget = self.write_budget.load(Ordering::SeqCst);
+        if budget == 0 {
+            return Err(io::Error::other("injected write failure"));
+        }
+        let mut len = (len as u64).min(budget);
+        let max = self.max_write.load(Ordering::SeqCst);
+        if max > 0 {
+            len = len.min(max);
+        }
+        Ok(len as usize)
+    }
+
+    /// `written` bytes went through: they come off the budget.
+    fn spent(&self, written: usize) {
+        let budget = self.write_budget.load(Ordering::SeqCst);
+        if budget != u64::MAX {
+            let left = budget.saturating_sub(written as u64);
+            self.write_budget.store(left, Ordering::SeqCst);
+        }
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::SeqCst);
+        let fail = self
+            .failing_syncs
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        match fail {
+            true => Err(io::Error::other("injected fsync failure")),
+            false => Ok(()),
+        }
+    }
 }
 
 struct FaultFile {
@@ -282,32 +414,43 @@ struct FaultFile {
 
 impl WriteFile for FaultFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let budget = self.faults.write_budget.load(Ordering::SeqCst);
-        if budget == 0 {
-            return Err(io::Error::other("injected write failure"));
-        }
-        let mut len = (buf.len() as u64).min(budget);
-        let max = self.faults.max_write.load(Ordering::SeqCst);
-        if max > 0 {
-            len = len.min(max);
-        }
-        let written = self.file.write(&buf[..len as usize])?;
-        if budget != u64::MAX {
-            let left = budget.saturating_sub(written as u64);
-            self.faults.write_budget.store(left, Ordering::SeqCst);
-        }
+        let len = self.faults.admit(buf.len(), true)?;
+        let written = self.file.write(&buf[..len])?;
+        self.faults.spent(written);
         Ok(written)
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        self.faults.syncs.fetch_add(1, Ordering::SeqCst);
-        let failing = &self.faults.failing_syncs;
-        let fail = failing
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if fail {
-            return Err(io::Error::other("injected fsync failure"));
-        }
+        self.faults.sync()?;
         self.file.sync()
     }
+}
+
+/// A file rewritten in place through [`FaultFs`]: only writes past its
+/// size need space.
+struct FaultRewrite {
+    file: Box<dyn RewriteFile>,
+    faults: Arc<Faults>,
+    size: u64,
+}
+
+impl RewriteFile for FaultRewrite {
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        let grows = offset + buf.len() as u64 > self.size;
+        let len = self.faults.admit(buf.len(), grows)?;
+        let written = self.file.write_at(&buf[..len], offset)?;
+        self.faults.spent(written);
+        self.size = self.size.max(offset + written as u64);
+        Ok(written)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.faults.sync()?;
+        self.file.sync()
+    }
+}
+
+/// What a full disk answers a write: `ENOSPC`.
+fn no_space() -> io::Error {
+    io::Error::from_raw_os_error(28)
 }

@@ -15,20 +15,32 @@
 //! read-position              where replay resumes (see below)
 //! dead-letter.log            records a node refused for good, with the reason
 //! dead-letter.old.log        the previous dead-letter file, after rotation
+//! corrupt-<seq>-<offset>.bin the bytes of a corrupt record skipped at that
+//!                            offset of that segment, as they were on disk
 //! ```
 //!
+//! Records carry the client's credentials, so the directory is made `0700`
+//! and every file `0600` when created; at open, the directory and the
+//! queue's files lose any group or other permission an older release (or a
+//! hand) gave them. Parent directories the queue creates are `0700` too;
+//! existing ones are left as they are.
+//!
 //! A segment starts with a 16-byte header: magic `IRQS`, format version
-//! (u32, 1), its own sequence number (u64). Then records, back to back.
-//! Records are appended to the newest segment only; a new segment is started
-//! when the next record would take the current one past
-//! `min(segment_size, max_size / 4)` (a record bigger than that gets a
-//! segment of its own), when the queue is opened, and after a failed write.
+//! (u32), its own sequence number (u64). Then records, back to back. New
+//! segments are version 2; version-1 segments (the first release) are still
+//! read, with that release's rules. Records are appended to the newest
+//! segment only; a new segment is started when the next record would take
+//! the current one past `min(segment_size, max_size / 4)` (a record bigger
+//! than that gets a segment of its own), when the queue is opened, after a
+//! failed write, and after a commit that left nothing to replay (which
+//! removes every segment).
 //!
 //! # Record format (all integers little-endian)
 //!
 //! ```text
-//! u32  len             bytes after this 8-byte frame header; 22 ..= 1 GiB
-//! u32  crc             CRC-32 (IEEE) of those len bytes
+//! u8[4] sync           ff 51 52 fe: marks where a frame starts
+//! u32  len             bytes after this 12-byte frame header; 22 ..= 1 GiB
+//! u32  crc             CRC-32 (IEEE) of the 4 len bytes, then those len bytes
 //! u8   kind            1 = write, 2 = statement (InfluxQL to POST as /query)
 //! u8   flags           bit 0: body is gzip; bit 1: reason follows (dead
 //!                      letters only); bit 2: credentials follow; other
@@ -42,6 +54,17 @@
 //! [u32 + bytes]        reason, UTF-8, dead letters only
 //! bytes                body, exactly as it is sent to the node
 //! ```
+//!
+//! Version 1 frames have no sync marker and a CRC of the payload only
+//! (`u32 len | u32 crc | payload`): a damaged length there cannot be told
+//! from a damaged payload. In version 2 the CRC covers the length, so a
+//! frame that checks out was written exactly so, and a reader that meets a
+//! bad frame can look for the next one: the next offset where the sync
+//! marker, a length in range, a frame inside the file and its CRC and fields
+//! all check out. The marker's `ff` and `fe` never occur in UTF-8, so line
+//! protocol and statements cannot hold one; a gzip body, or a body that was
+//! itself built as a frame, could, which is why a candidate must pass the
+//! CRC and every field check, and why the earliest such offset wins.
 //!
 //! Nothing read from disk is trusted: `len` is checked against the 1 GiB cap
 //! and the bytes that exist before anything is read or allocated, the CRC
@@ -64,6 +87,8 @@
 //! with [`AppendError::Io`]: those records were not queued. The segment is
 //! cut back to its last published length (best effort; a restart cuts
 //! anything left as a torn tail) and the next batch goes to a new segment.
+//! A full disk is such a failure (`No space left on device`); it ends as
+//! soon as replays free space, with nothing to do by hand.
 //!
 //! # Size bound and `on_full`
 //!
@@ -86,26 +111,55 @@
 //! One replayer reads with [`Queue::peek_batch`] (which does not move
 //! anything) and then calls [`Queue::commit`] with the [`Position`] just
 //! after the last record it delivered. Only published (synced) bytes are
-//! read. `commit` writes the position to `read-position.tmp` (`IRQP`, version,
-//! segment, offset, CRC-32: 28 bytes), fsyncs it, renames it over
-//! `read-position`, fsyncs the directory, and then removes the segments
-//! wholly before the position. A segment is deleted only then, or when
-//! `drop-oldest` drops it, or at open when nothing in it is left to replay.
+//! read. `commit` moves the read position in memory, then stores it in
+//! `read-position`, and then removes the segments wholly before it; when
+//! nothing is left to replay, the writer thread removes every segment, the
+//! one being written included, so a drained queue holds no disk space (the
+//! next append starts a new segment).
+//!
+//! `read-position` is 1 KiB written once and then rewritten in place: two
+//! slots in different sectors (`IRQP`, version 2, counter, segment, offset,
+//! CRC-32), each store going to the slot not holding the newest position,
+//! then `fdatasync`. Storing a position therefore needs no new disk space
+//! (on filesystems that overwrite in place, not copy-on-write ones like
+//! btrfs or ZFS), and a torn store leaves the previous position in the
+//! other slot. The first release's 28-byte file (written whole through a
+//! rename) is still read and is replaced at open, while there is room.
+//!
+//! A store that fails anyway (a disk error) does not undo the commit: the
+//! next `peek_batch` reads after the new position, [`Queue::is_empty`]
+//! counts it, segments before it are removed, and the failure is logged
+//! once, shown in [`QueueStats::position_persist_failing`] and
+//! `position_error`, and retried at the next commit and every second until
+//! it succeeds. Until then a crash would replay again what was replayed
+//! since the last stored position: at-least-once, as below.
+//!
+//! A segment is deleted only after a commit, when `drop-oldest` drops it, or
+//! at open when nothing in it is left to replay.
 //!
 //! # Opening after a crash
 //!
 //! [`Queue::open`] scans every segment at or after the stored position: a
-//! bad header removes the file, and the first torn or corrupt record cuts
-//! the file at that record (a CRC error in the middle of a segment cuts
-//! everything after it in that segment: later records cannot be trusted to
-//! start where the lengths say). Cut bytes are counted in
-//! [`QueueStats::corrupt_bytes_cut`] and logged. A missing or damaged
-//! position file means nothing was committed; a position inside a cut or
-//! missing segment moves to the next record that exists; a position that is
-//! not on a record boundary moves back to the boundary before it. Appends
-//! then go to a new segment. A record found corrupt later, while reading
-//! (the disk changed under us), is skipped with the rest of its segment,
-//! logged and counted the same way.
+//! bad header removes the file. In a version-2 segment a corrupt record
+//! with a valid frame after it (found as above) costs that record only: its
+//! bytes are logged, counted ([`QueueStats::corrupt_bytes_cut`],
+//! [`QueueStats::corrupt_regions_skipped`]), copied to
+//! `corrupt-<segment>-<offset>.bin`, left in place, and stepped over by the
+//! reader; the records after it are replayed. Bytes after which no valid
+//! frame starts are a torn tail (a crash in the middle of a write): the file
+//! is cut there, counted and logged, as is everything from the first bad
+//! record on in a version-1 segment. A missing or damaged position file
+//! means nothing was committed; a position inside a cut or missing segment
+//! moves to the next record that exists; a position that is not on a record
+//! boundary moves back to the boundary before it. Appends then go to a new
+//! segment. A record found corrupt later, while reading (the disk changed
+//! under us), is handled the same way, except that nothing is cut from a
+//! segment that may still be written: bad bytes with no valid frame after
+//! them, up to the published end, are skipped instead.
+//!
+//! A queue opens on a full disk: the segment it would start is started by
+//! the first append that finds room, and the position file, if it must be
+//! rewritten in the new form, is stored as soon as there is room.
 //!
 //! # Invariants
 //!
@@ -116,7 +170,13 @@
 //! * Readers never see bytes that are not synced (`never`: not written).
 //! * Segment sequence numbers only grow, also across restarts.
 //! * Nothing is dropped silently: every record that leaves the queue
-//!   uncommitted is counted (`dropped`, `corrupt_bytes_cut`) and logged.
+//!   uncommitted is counted (`dropped`, `corrupt_bytes_cut`,
+//!   `corrupt_regions_skipped`) and logged, and a corrupt record's bytes are
+//!   kept aside.
+//! * A corrupt record in a version-2 segment never costs the intact records
+//!   around it (the `queue_flips` fuzz target checks it).
+//! * The read position in memory never waits for the disk: a drained queue
+//!   is empty even when its position cannot be stored.
 //!
 //! # At-least-once
 //!
@@ -128,22 +188,32 @@
 //! measurement, tag set and timestamp overwrites itself.
 
 pub mod fs;
+pub mod memfs;
 pub mod record;
 pub mod segment;
 
+#[cfg(any(test, fuzzing))]
+pub mod flips;
+
+mod corrupt;
 mod dead_letter;
+mod errors;
 mod position;
 mod reader;
 mod recover;
 mod registry;
+mod resync;
 mod state;
 mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_corrupt;
+#[cfg(test)]
+mod tests_disk;
 
 use std::future::Future;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
@@ -152,10 +222,16 @@ use std::thread::JoinHandle;
 use tokio::sync::{oneshot, Notify, Semaphore};
 
 pub use crate::config::{FsyncPolicy, OnFull};
-pub use fs::{FaultFs, Filesystem, ReadFile, RealFs, WriteFile};
+pub use fs::{FaultFs, Filesystem, ReadFile, RealFs, RewriteFile, WriteFile};
+pub use memfs::MemFs;
+
+pub use errors::{AppendError, QueueError};
+pub use state::QueueStats;
 
 use dead_letter::DeadLetters;
+use errors::io_error;
 use reader::Reader;
+use segment::SEGMENT_HEADER_LEN;
 use state::{Counters, Shared};
 use writer::{Msg, Request, Writer};
 
@@ -235,64 +311,6 @@ pub struct Position {
     pub offset: u64,
 }
 
-/// A snapshot of a queue's size and counters (counters since open).
-#[derive(Debug, Clone, Default)]
-pub struct QueueStats {
-    /// Bytes of the live segment files.
-    pub bytes: u64,
-    /// Bytes of the records not committed yet (frames included); 0 when
-    /// `records` is 0, while `bytes` keeps the active segment's size.
-    pub pending_bytes: u64,
-    /// Records not committed yet.
-    pub records: u64,
-    /// When the first of those was accepted.
-    pub oldest_accepted_at_ms: Option<u64>,
-    pub appended: u64,
-    /// Records committed.
-    pub replayed: u64,
-    /// Records dropped by `on_full = drop-oldest`.
-    pub dropped: u64,
-    pub dead_letters: u64,
-    /// Bytes cut or skipped as torn or corrupt (at open and while reading).
-    pub corrupt_bytes_cut: u64,
-}
-
-/// Why a record was not queued.
-#[derive(Debug, thiserror::Error)]
-pub enum AppendError {
-    #[error("queue is full ({max} bytes, on_full = reject)")]
-    Full { max: u64 },
-    #[error("queue write failed: {0}")]
-    Io(String),
-    #[error("queue is closed")]
-    Closed,
-}
-
-/// A queue operation that failed on the disk, or a bad commit.
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    #[error("cannot {op} {}: {source}", path.display())]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot commit up to {}:{}: not the end of a queued record after the read position", .0.segment, .0.offset)]
-    BadPosition(Position),
-    #[error("queue directory {} is still being closed by its previous handle", .0.display())]
-    StillClosing(PathBuf),
-}
-
-/// Turns an `io::Error` on `path` into a [`QueueError`].
-fn io_error<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> QueueError + 'p {
-    move |source| QueueError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// A handle to one queue directory; cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
@@ -327,9 +345,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Queue {
     /// Opens (creating) the queue in `dir`, recovering after a crash: a torn
-    /// or corrupt tail is cut at the last whole record (counted in
-    /// `corrupt_bytes_cut`, logged), the read position is restored, records
-    /// counted. Spawns the writer thread.
+    /// tail is cut at the last whole record and a corrupt record followed by
+    /// valid ones is skipped alone (counted in `corrupt_bytes_cut`, logged),
+    /// the read position is restored, records counted. Spawns the writer
+    /// thread.
     pub fn open(dir: &Path, config: QueueConfig) -> Result<Queue, QueueError> {
         Queue::open_with(dir, config, Arc::new(RealFs))
     }
@@ -362,7 +381,11 @@ impl Queue {
         counters
             .corrupt_bytes_cut
             .store(found.corrupt_bytes + dead_cut, Ordering::Relaxed);
+        counters
+            .corrupt_regions_skipped
+            .store(found.corrupt_regions, Ordering::Relaxed);
         let records = found.state.records;
+        let position_current = found.position.is_current();
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             fs,
@@ -372,7 +395,14 @@ impl Queue {
             appended: Notify::new(),
             published: std::sync::Condvar::new(),
             counters,
+            position: Mutex::new(found.position),
+            position_error: Mutex::new(None),
+            position_failing: false.into(),
         });
+        if !position_current {
+            // the file that later stores rewrite in place, made while there is room
+            shared.store_position();
+        }
         let mut writer = Writer::new(Arc::clone(&shared), found.next_seq);
         writer.start()?;
         let (tx, rx) = mpsc::channel();
@@ -455,10 +485,28 @@ impl Queue {
     }
 
     /// Moves the read position to `upto` (a position from `peek_batch`),
-    /// stores it durably, and removes segments wholly before it. A position
-    /// at or before the read position is a no-op. Blocking.
+    /// stores it durably, and removes segments wholly before it; when
+    /// nothing is left to replay, every segment goes (the one being written
+    /// too). A position at or before the read position is a no-op.
+    ///
+    /// `Ok` once the position moved in memory: the next `peek_batch` reads
+    /// after it and [`Queue::is_empty`] counts it, even when storing it
+    /// failed (a disk error; then [`QueueStats::position_persist_failing`]
+    /// says so and the store is tried again at the next commit and every
+    /// second). `Err` only for a position that is not a record end after
+    /// the read position, or a segment that cannot be read to check it.
+    /// Blocking.
     pub fn commit(&self, upto: Position) -> Result<(), QueueError> {
-        lock(&self.inner.reader).commit(&self.inner.shared, upto)
+        let shared = &self.inner.shared;
+        lock(&self.inner.reader).commit(shared, upto)?;
+        let replayed = {
+            let state = shared.lock();
+            state.records == 0 && state.bytes > state.segments.len() as u64 * SEGMENT_HEADER_LEN
+        };
+        if replayed {
+            self.inner.reclaim();
+        }
+        Ok(())
     }
 
     /// Appends `record` with `reason` to `dead-letter.log` and fsyncs it.
@@ -501,6 +549,15 @@ impl Queue {
 impl Handle {
     fn is_closed(&self) -> bool {
         lock(&self.writer).is_none()
+    }
+
+    /// Has the writer thread remove the segments if nothing in them is left
+    /// to replay, and waits until it has.
+    fn reclaim(&self) {
+        let (done, wait) = mpsc::channel();
+        if self.tx.send(Msg::Reclaim(done)).is_ok() {
+            let _ = wait.recv();
+        }
     }
 
     fn close(&self) {

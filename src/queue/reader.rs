@@ -6,9 +6,15 @@
 //! never held during I/O: the reader takes a snapshot of the segment list,
 //! reads, and re-checks when it commits.
 //!
+//! Corrupt stretches found at open are stepped over without reading them.
 //! A record that fails its CRC here (the disk changed after recovery) is
-//! skipped with the rest of its segment, logged and counted, so the
-//! replayer is never stuck on it.
+//! handled by [`super::resync`]: in a version-2 segment only the bad bytes
+//! are skipped, in a version-1 segment the rest of it; either way logged
+//! and counted, so the replayer is never stuck on it.
+//!
+//! A commit moves the read position in memory first, then stores it; a
+//! store that fails (disk error) does not undo the commit: it is reported
+//! in the stats and retried (see [`Shared::store_position`]).
 
 use std::io;
 use std::time::Duration;
@@ -16,8 +22,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::fs::{read_exact_at, ReadFile};
-use super::position;
-use super::record::{decode_chunk, frame_len, Corrupt, Stop, FRAME_HEADER_LEN};
+use super::record::{decode_chunk, frame_len, Corrupt, Format, Stop};
+use super::resync;
 use super::segment::{Scanner, Step, SEGMENT_HEADER_LEN};
 use super::state::{SegmentView, Shared};
 use super::{io_error, Position, QueueError, Record};
@@ -86,7 +92,13 @@ impl Reader {
                 break;
             };
             pos = view.at;
-            if pos.offset >= view.len {
+            if let Some((start, end)) = view.skip.filter(|(start, _)| pos.offset >= *start) {
+                debug_assert!(start < end);
+                pos.offset = end;
+                continue;
+            }
+            let limit = view.skip.map_or(view.len, |(start, _)| start);
+            if pos.offset >= limit {
                 if !view.sealed {
                     break;
                 }
@@ -97,22 +109,21 @@ impl Reader {
                 break;
             }
             let room = max_records - out.len();
-            let chunk = self.read_chunk(shared, view, budget, room, out.is_empty())?;
+            let chunk = self.read_chunk(shared, view, limit, budget, room, out.is_empty())?;
             if let Some((end, _)) = chunk.records.last() {
                 budget = budget.saturating_sub(end.offset - pos.offset);
                 pos = *end;
             }
             out.extend(chunk.records);
             match chunk.end {
-                ChunkEnd::Segment => pos.offset = view.len,
+                ChunkEnd::Segment => pos.offset = limit,
                 ChunkEnd::Full => break,
                 ChunkEnd::Corrupt { .. } if !out.is_empty() => break,
                 ChunkEnd::Corrupt { at, why } => {
-                    skip_corrupt(shared, pos.segment, at, why);
-                    pos = shared.lock().read.max(Position {
-                        segment: pos.segment,
-                        offset: view.len,
-                    });
+                    self.file = None;
+                    if !resync::after_corrupt(shared, view, at, why)? {
+                        break;
+                    }
                 }
             }
         }
@@ -122,22 +133,24 @@ impl Reader {
         Ok(out)
     }
 
-    /// Reads records of one segment from `view.at` within the budget; the
-    /// first record of a batch is read whatever its size.
+    /// Reads records of one segment from `view.at` up to `limit` within the
+    /// budget; the first record of a batch is read whatever its size.
     fn read_chunk(
         &mut self,
         shared: &Shared,
         view: SegmentView,
+        limit: u64,
         budget: u64,
         room: usize,
         first: bool,
     ) -> Result<Chunk, QueueError> {
         let at = view.at;
-        let avail = view.len - at.offset;
+        let avail = limit - at.offset;
         let mut want = avail.min(budget);
         if first && want < avail {
-            match self.read(shared, at.segment, at.offset, FRAME_HEADER_LEN.min(avail)) {
-                Ok(header) => match frame_len(&header) {
+            let header_len = view.format.header_len().min(avail);
+            match self.read(shared, at.segment, at.offset, header_len) {
+                Ok(header) => match frame_len(&header, view.format) {
                     Ok(len) => want = want.max(len.unwrap_or(avail).min(avail)),
                     Err(why) => return Ok(corrupt(at.offset, why)),
                 },
@@ -149,7 +162,7 @@ impl Reader {
             Err(e) => return vanished(shared, at, e),
         };
         let mut decoded = Vec::new();
-        let stop = decode_chunk(&bytes, room, &mut decoded);
+        let stop = decode_chunk(&bytes, view.format, room, &mut decoded);
         let records = decoded
             .into_iter()
             .map(|(end, record)| (at.at(end), record))
@@ -195,7 +208,6 @@ impl Reader {
             Some(walk) => walk,
             None => self.walk_disk(shared, read, upto)?,
         };
-        position::store(shared.fs.as_ref(), &shared.dir, upto)?;
         let mut state = shared.lock();
         if upto <= state.read {
             return Ok(());
@@ -211,24 +223,27 @@ impl Reader {
         state.records = state.records.saturating_sub(committed);
         state.read = upto;
         if let Some(seg) = state.segment_mut(upto.segment) {
+            seg.skips.retain(|(_, end)| *end > upto.offset);
             seg.head_accepted_at_ms = match seg.records_left {
                 0 => None,
                 _ => walk.next_accepted_at_ms.or(seg.head_accepted_at_ms),
             };
         }
-        let gone = state.take_consumed();
         drop(state);
+        let counters = &shared.counters;
+        counters
+            .replayed
+            .fetch_add(committed, std::sync::atomic::Ordering::Relaxed);
+        shared.forget_records(committed);
+        shared.store_position();
+        let gone = shared.lock().take_consumed();
         if let Some((seq, _)) = &self.file {
             if gone.iter().any(|s| s.seq == *seq) {
                 self.file = None;
             }
         }
         let left: u64 = gone.iter().map(|s| s.records_left).sum();
-        let counters = &shared.counters;
-        counters
-            .replayed
-            .fetch_add(committed, std::sync::atomic::Ordering::Relaxed);
-        shared.forget_records(committed + left);
+        shared.forget_records(left);
         shared.remove_segments(&gone);
         Ok(())
     }
@@ -290,19 +305,23 @@ impl Reader {
                 .fs
                 .open_read(&path)
                 .map_err(io_error("open", &path))?;
-            let mut scanner = Scanner::new(file.as_ref(), start, end, false);
+            let format = shared.lock().segment_mut(seq).map(|s| s.format);
+            let format = format.unwrap_or(Format::V2);
+            let mut scanner = Scanner::new(file.as_ref(), start, end, format, false);
             loop {
                 match scanner.next_step().map_err(io_error("read", &path))? {
                     Step::Record { end, .. } => walk.ends.push(Position {
                         segment: seq,
                         offset: end,
                     }),
+                    Step::Skipped { .. } => {}
                     Step::End => break,
                     Step::Corrupt { .. } => return Err(QueueError::BadPosition(upto)),
                 }
             }
             if seq == upto.segment && upto.offset < len {
-                walk.next_accepted_at_ms = accepted_at(file.as_ref(), upto.offset, len);
+                let next = accepted_at(file.as_ref(), format, upto.offset, len);
+                walk.next_accepted_at_ms = next;
             }
         }
         match walk.ends.last() {
@@ -313,14 +332,14 @@ impl Reader {
 }
 
 /// When the record at `offset` was accepted, read from its header only.
-fn accepted_at(file: &dyn ReadFile, offset: u64, len: u64) -> Option<u64> {
-    let mut head = [0; FRAME_HEADER_LEN as usize + 10];
-    if offset + head.len() as u64 > len {
+fn accepted_at(file: &dyn ReadFile, format: Format, offset: u64, len: u64) -> Option<u64> {
+    // kind and flags come before it
+    let at = offset + format.header_len() + 2;
+    let mut accepted = [0; 8];
+    if at + accepted.len() as u64 > len {
         return None;
     }
-    read_exact_at(file, &mut head, offset).ok()?;
-    let mut accepted = [0; 8];
-    accepted.copy_from_slice(&head[10..]);
+    read_exact_at(file, &mut accepted, at).ok()?;
     Some(u64::from_le_bytes(accepted))
 }
 
@@ -342,40 +361,6 @@ fn vanished(shared: &Shared, at: Position, error: io::Error) -> Result<Chunk, Qu
         }
         _ => Err(io_error("read", &shared.segment_path(at.segment))(error)),
     }
-}
-
-/// Gives up the rest of segment `seq` from `at`: the read position moves to
-/// its end, the records lost are logged and counted.
-fn skip_corrupt(shared: &Shared, seq: u64, at: u64, why: Corrupt) {
-    let mut state = shared.lock();
-    if state.read
-        > (Position {
-            segment: seq,
-            offset: at,
-        })
-    {
-        return;
-    }
-    let Some(seg) = state.segment_mut(seq) else {
-        return;
-    };
-    let (len, lost) = (seg.len, seg.records_left);
-    seg.records_left = 0;
-    seg.head_accepted_at_ms = None;
-    state.records = state.records.saturating_sub(lost);
-    state.read = Position {
-        segment: seq,
-        offset: len,
-    };
-    drop(state);
-    shared.forget_records(lost);
-    let cut = len.saturating_sub(at);
-    let counters = &shared.counters;
-    counters
-        .corrupt_bytes_cut
-        .fetch_add(cut, std::sync::atomic::Ordering::Relaxed);
-    let path = shared.segment_path(seq);
-    tracing::error!(path = %path.display(), at, bytes = cut, records = lost, reason = why, "corrupt queue segment; skipping the rest of it");
 }
 
 impl Position {

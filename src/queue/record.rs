@@ -6,6 +6,11 @@
 //! before any field, and every field must be exactly what the encoder would
 //! write (known kind, known flags, UTF-8 names), so a record that decodes
 //! encodes back to the very same bytes.
+//!
+//! Two frame layouts exist, named by the format version in the file header:
+//! [`Format::V1`] (`len | crc(payload)`, the first release) is still read,
+//! and written only to append to a version-1 dead-letter file;
+//! [`Format::V2`] (`sync | len | crc(len ‖ payload)`) is what new files get.
 
 use std::ops::Range;
 
@@ -14,8 +19,15 @@ use bytes::Bytes;
 use super::{Record, RecordKind};
 use crate::payload::Payload;
 
-/// Length and CRC in front of every record.
-pub const FRAME_HEADER_LEN: u64 = 8;
+/// The frame header of the current format: sync marker, length and CRC.
+pub const FRAME_HEADER_LEN: u64 = Format::V2.header_len();
+
+/// Where the length is in a frame header of the current format.
+pub const LEN_AT: usize = 4;
+
+/// The first bytes of every version-2 frame: `0xff` and `0xfe` never occur
+/// in UTF-8, so line protocol and statements cannot hold the marker.
+pub const SYNC: [u8; 4] = [0xff, b'Q', b'R', 0xfe];
 
 /// The largest record payload accepted, written or read (1 GiB).
 pub const MAX_PAYLOAD_LEN: u64 = 1 << 30;
@@ -28,6 +40,61 @@ const FLAG_GZIP: u8 = 0x01;
 const FLAG_REASON: u8 = 0x02;
 /// The client's credentials follow the precision.
 const FLAG_AUTH: u8 = 0x04;
+
+/// A frame layout, named by the format version of the file holding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `u32 len | u32 crc(payload)`: a damaged length cannot be told from a
+    /// damaged payload, so nothing after a bad frame can be trusted.
+    V1,
+    /// `sync | u32 len | u32 crc(len ‖ payload)`: a reader that meets a bad
+    /// frame can find the next good one.
+    V2,
+}
+
+impl Format {
+    /// The format a file header's version names.
+    pub fn from_version(version: u32) -> Option<Format> {
+        match version {
+            1 => Some(Format::V1),
+            2 => Some(Format::V2),
+            _ => None,
+        }
+    }
+
+    pub const fn version(self) -> u32 {
+        match self {
+            Format::V1 => 1,
+            Format::V2 => 2,
+        }
+    }
+
+    pub const fn header_len(self) -> u64 {
+        match self {
+            Format::V1 => 8,
+            Format::V2 => 12,
+        }
+    }
+
+    const fn len_at(self) -> usize {
+        match self {
+            Format::V1 => 0,
+            Format::V2 => LEN_AT,
+        }
+    }
+
+    fn crc(self, len: [u8; 4], payload: &[u8]) -> u32 {
+        match self {
+            Format::V1 => crc32fast::hash(payload),
+            Format::V2 => {
+                let mut hasher = crc32fast::Hasher::new();
+                hasher.update(&len);
+                hasher.update(payload);
+                hasher.finalize()
+            }
+        }
+    }
+}
 
 /// Why bytes are not a record (for logs and counters).
 pub type Corrupt = &'static str;
@@ -46,20 +113,22 @@ impl Record {
     }
 }
 
-/// The frame of `record` (as written in a segment).
+/// The frame of `record` (as written in a new segment).
 pub fn encode(record: &Record) -> Vec<u8> {
     let mut out = Vec::with_capacity(record.encoded_len() as usize);
-    encode_into(record, None, &mut out);
+    encode_into(record, None, Format::V2, &mut out);
     out
 }
 
-/// Appends the frame of `record` to `out`; `reason` only in dead letters.
+/// Appends the frame of `record` to `out` in `format`; `reason` only in
+/// dead letters.
 ///
 /// The caller keeps the payload under [`MAX_PAYLOAD_LEN`].
-pub fn encode_into(record: &Record, reason: Option<&str>, out: &mut Vec<u8>) {
+pub fn encode_into(record: &Record, reason: Option<&str>, format: Format, out: &mut Vec<u8>) {
     let start = out.len();
-    out.reserve((FRAME_HEADER_LEN + record.payload_len(reason)) as usize);
-    out.extend_from_slice(&[0; FRAME_HEADER_LEN as usize]);
+    let header = format.header_len() as usize;
+    out.reserve(header + record.payload_len(reason) as usize);
+    out.extend_from_slice(&[0; FRAME_HEADER_LEN as usize][..header]);
     out.push(record.kind as u8);
     let gzip = if record.gzip { FLAG_GZIP } else { 0 };
     let has_reason = if reason.is_some() { FLAG_REASON } else { 0 };
@@ -78,11 +147,18 @@ pub fn encode_into(record: &Record, reason: Option<&str>, out: &mut Vec<u8>) {
     for chunk in record.body.chunks() {
         out.extend_from_slice(chunk);
     }
-    let payload = &out[start + FRAME_HEADER_LEN as usize..];
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    let crc = crc32fast::hash(payload);
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    let payload = &out[start + header..];
+    let len = u32::try_from(payload.len())
+        .unwrap_or(u32::MAX)
+        .to_le_bytes();
+    let crc = format.crc(len, payload).to_le_bytes();
+    let frame = &mut out[start..start + header];
+    if format == Format::V2 {
+        frame[..4].copy_from_slice(&SYNC);
+    }
+    let at = format.len_at();
+    frame[at..at + 4].copy_from_slice(&len);
+    frame[at + 4..at + 8].copy_from_slice(&crc);
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -91,23 +167,27 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// The whole length of the frame starting at `buf[0]`: `None` while fewer
-/// than [`FRAME_HEADER_LEN`] bytes are at hand, an error when the length on
-/// disk is out of range.
-pub fn frame_len(buf: &[u8]) -> Result<Option<u64>, Corrupt> {
-    let Some(header) = buf.get(..4) else {
+/// The whole length of the `format` frame starting at `buf[0]`: `None`
+/// while its header is not all at hand, an error when the header is not one
+/// (no sync marker, a length out of range).
+pub fn frame_len(buf: &[u8], format: Format) -> Result<Option<u64>, Corrupt> {
+    let header_len = format.header_len();
+    let Some(header) = buf.get(..header_len as usize) else {
         return Ok(None);
     };
-    if buf.len() < FRAME_HEADER_LEN as usize {
-        return Ok(None);
+    if format == Format::V2 && header[..4] != SYNC {
+        return Err("no frame marker");
     }
-    let len = u64::from(u32::from_le_bytes([
-        header[0], header[1], header[2], header[3],
-    ]));
+    let at = format.len_at();
+    let len = u64::from(read_u32(&header[at..]));
     if !(FIXED_LEN..=MAX_PAYLOAD_LEN).contains(&len) {
         return Err("record length out of range");
     }
-    Ok(Some(FRAME_HEADER_LEN + len))
+    Ok(Some(header_len + len))
+}
+
+fn read_u32(bytes: &[u8]) -> u32 {
+    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
 /// The checked fields of one frame, borrowing from it.
@@ -143,19 +223,35 @@ impl Fields<'_> {
     }
 }
 
-/// Checks and decodes exactly one whole frame; `dead_letter` allows a reason.
-pub fn decode(frame: &[u8], dead_letter: bool) -> Result<Fields<'_>, Corrupt> {
-    if frame_len(frame)? != Some(frame.len() as u64) {
+/// Checks and decodes exactly one whole `format` frame; `dead_letter`
+/// allows a reason.
+pub fn decode(frame: &[u8], format: Format, dead_letter: bool) -> Result<Fields<'_>, Corrupt> {
+    check(frame, format)?;
+    fields(frame, format, dead_letter)
+}
+
+/// Checks that `frame` is exactly one frame with a matching CRC (not its
+/// fields: [`fields`] does that).
+pub fn check(frame: &[u8], format: Format) -> Result<(), Corrupt> {
+    if frame_len(frame, format)? != Some(frame.len() as u64) {
         return Err("record length does not match its frame");
     }
-    let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let at = format.len_at();
+    let len = [frame[at], frame[at + 1], frame[at + 2], frame[at + 3]];
+    let crc = read_u32(&frame[at + 4..]);
+    let payload = &frame[format.header_len() as usize..];
+    match format.crc(len, payload) == crc {
+        true => Ok(()),
+        false => Err("checksum mismatch"),
+    }
+}
+
+/// The fields of a frame that passed [`check`], checked one by one.
+pub fn fields(frame: &[u8], format: Format, dead_letter: bool) -> Result<Fields<'_>, Corrupt> {
     let mut cursor = Cursor {
         buf: frame,
-        at: FRAME_HEADER_LEN as usize,
+        at: (format.header_len() as usize).min(frame.len()),
     };
-    if crc32fast::hash(&frame[cursor.at..]) != crc {
-        return Err("checksum mismatch");
-    }
     let kind = match cursor.u8()? {
         1 => RecordKind::Write,
         2 => RecordKind::Statement,
@@ -250,9 +346,14 @@ pub enum Stop {
     Corrupt { at: usize, why: Corrupt },
 }
 
-/// Decodes whole frames from the front of `chunk` into `out` as (end of the
-/// frame in `chunk`, record); bodies are slices of `chunk`.
-pub fn decode_chunk(chunk: &Bytes, max_records: usize, out: &mut Vec<(usize, Record)>) -> Stop {
+/// Decodes whole `format` frames from the front of `chunk` into `out` as
+/// (end of the frame in `chunk`, record); bodies are slices of `chunk`.
+pub fn decode_chunk(
+    chunk: &Bytes,
+    format: Format,
+    max_records: usize,
+    out: &mut Vec<(usize, Record)>,
+) -> Stop {
     let mut at = 0;
     let mut decoded = 0;
     loop {
@@ -262,13 +363,13 @@ pub fn decode_chunk(chunk: &Bytes, max_records: usize, out: &mut Vec<(usize, Rec
         if decoded == max_records {
             return Stop::Full;
         }
-        let len = match frame_len(&chunk[at..]) {
+        let len = match frame_len(&chunk[at..], format) {
             Ok(Some(len)) if len <= (chunk.len() - at) as u64 => len as usize,
             Ok(len) => return Stop::Partial { at, len },
             Err(why) => return Stop::Corrupt { at, why },
         };
         let frame = chunk.slice(at..at + len);
-        match decode(&frame, false) {
+        match decode(&frame, format, false) {
             Ok(fields) => out.push((at + len, fields.to_record(&frame))),
             Err(why) => return Stop::Corrupt { at, why },
         }
@@ -299,7 +400,7 @@ mod tests {
         let r = record("mesures_été", Payload::from("cpu v=1\n"));
         let frame = encode(&r);
         assert_eq!(frame.len() as u64, r.encoded_len());
-        let fields = decode(&frame, false).unwrap();
+        let fields = decode(&frame, Format::V2, false).unwrap();
         assert_eq!(fields.db, "mesures_été");
         assert_eq!((fields.rp, fields.precision), ("autogen", "ms"));
         assert!(fields.gzip);
@@ -314,42 +415,63 @@ mod tests {
         };
         let frame = encode(&with);
         assert_eq!(frame.len() as u64, with.encoded_len());
-        let fields = decode(&frame, false).unwrap();
+        let fields = decode(&frame, Format::V2, false).unwrap();
         assert_eq!(fields.auth, Some("Basic Ym9iOnNlY3JldA=="));
         assert_eq!(&frame[fields.body], b"cpu v=1\n");
         let without = encode(&record("db", Payload::from("cpu v=1\n")));
-        assert_eq!(decode(&without, false).unwrap().auth, None);
+        assert_eq!(decode(&without, Format::V2, false).unwrap().auth, None);
     }
 
     #[test]
-    fn a_flipped_bit_anywhere_is_caught() {
-        let frame = encode(&record("db", Payload::from("cpu v=1\n")));
-        for i in 0..frame.len() {
-            let mut bad = frame.clone();
-            bad[i] ^= 0x10;
-            assert!(decode(&bad, false).is_err(), "flip at {i} went unnoticed");
+    fn a_flipped_bit_anywhere_is_caught_in_either_format() {
+        let r = record("db", Payload::from("cpu v=1\n"));
+        for format in [Format::V1, Format::V2] {
+            let mut frame = Vec::new();
+            encode_into(&r, None, format, &mut frame);
+            assert!(decode(&frame, format, false).is_ok());
+            for i in 0..frame.len() {
+                let mut bad = frame.clone();
+                bad[i] ^= 0x10;
+                let caught = decode(&bad, format, false).is_err();
+                assert!(caught, "{format:?}: flip at {i} went unnoticed");
+            }
         }
     }
 
     #[test]
-    fn lengths_from_disk_are_capped() {
+    fn a_version_2_crc_covers_the_length() {
+        let mut frame = encode(&record("db", Payload::from("cpu v=1\n")));
+        // one byte less, with a CRC of the payload alone as version 1 had it
+        frame.pop();
+        let len = (frame.len() as u32 - 12).to_le_bytes();
+        frame[LEN_AT..LEN_AT + 4].copy_from_slice(&len);
+        let crc = crc32fast::hash(&frame[12..]);
+        frame[8..12].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode(&frame, Format::V2, false), Err("checksum mismatch"));
+    }
+
+    #[test]
+    fn lengths_from_disk_are_capped_and_the_marker_is_checked() {
         let mut frame = encode(&record("db", Payload::from("x")));
-        frame[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(frame_len(&frame), Err("record length out of range"));
-        frame[..4].copy_from_slice(&3u32.to_le_bytes());
-        assert_eq!(frame_len(&frame), Err("record length out of range"));
+        let len = LEN_AT..LEN_AT + 4;
+        frame[len.clone()].copy_from_slice(&u32::MAX.to_le_bytes());
+        let out_of_range = Err("record length out of range");
+        assert_eq!(frame_len(&frame, Format::V2), out_of_range);
+        frame[len].copy_from_slice(&3u32.to_le_bytes());
+        assert_eq!(frame_len(&frame, Format::V2), out_of_range);
+        frame[0] = b'x';
+        assert_eq!(frame_len(&frame, Format::V2), Err("no frame marker"));
     }
 
     #[test]
     fn a_dead_letter_reason_is_only_allowed_in_the_dead_letter_file() {
         let mut frame = Vec::new();
-        encode_into(
-            &record("db", Payload::from("x")),
-            Some("400: bad"),
-            &mut frame,
-        );
-        assert_eq!(decode(&frame, true).unwrap().reason, Some("400: bad"));
-        assert_eq!(decode(&frame, false), Err("unknown record flags"));
+        let r = record("db", Payload::from("x"));
+        encode_into(&r, Some("400: bad"), Format::V2, &mut frame);
+        let reason = decode(&frame, Format::V2, true).unwrap().reason;
+        assert_eq!(reason, Some("400: bad"));
+        let refused = decode(&frame, Format::V2, false);
+        assert_eq!(refused, Err("unknown record flags"));
     }
 
     #[test]
@@ -357,9 +479,9 @@ mod tests {
         let first = encode(&record("db", Payload::from("a")));
         let second = encode(&record("db", Payload::from("bb")));
         let mut bytes = first.clone();
-        bytes.extend_from_slice(&second[..10]);
+        bytes.extend_from_slice(&second[..14]);
         let mut out = Vec::new();
-        let stop = decode_chunk(&Bytes::from(bytes), 10, &mut out);
+        let stop = decode_chunk(&Bytes::from(bytes), Format::V2, 10, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].0, first.len());
         let len = Some(second.len() as u64);

@@ -2,8 +2,11 @@
 //! a file's records in large windows (recovery, the dead-letter file, and
 //! commits of positions the replayer did not just read).
 //!
-//! The scanner stops at the first frame that is torn or not a record and
-//! says where; it never reads or allocates more than the file holds.
+//! In a version-2 file the scanner steps over a bad frame to the next good
+//! one ([`Step::Skipped`]) and stops only at a bad tail: bytes after which
+//! no good frame starts ([`Step::Corrupt`]). In a version-1 file it stops at
+//! the first bad frame, as that release did. It never reads or allocates
+//! more than the file holds, and at most one window plus one frame at a time.
 
 use std::io;
 use std::ops::Range;
@@ -11,13 +14,13 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use super::fs::{read_exact_at, ReadFile};
-use super::record::{self, Fields, FRAME_HEADER_LEN};
+use super::record::{self, Fields, Format, SYNC};
 use super::Record;
 
 /// Magic, format version and sequence number at the start of a segment.
 pub const SEGMENT_HEADER_LEN: u64 = 16;
-/// The format version this code reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this code writes (it reads 1 and 2).
+pub const FORMAT_VERSION: u32 = 2;
 pub const SEGMENT_MAGIC: [u8; 4] = *b"IRQS";
 pub const DEAD_LETTER_MAGIC: [u8; 4] = *b"IRQD";
 
@@ -41,7 +44,8 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok().filter(|&seq| seq < MAX_SEQ)
 }
 
-/// The file header: magic, version, sequence (0 in the dead-letter file).
+/// The header of a new file: magic, [`FORMAT_VERSION`], sequence (0 in the
+/// dead-letter file).
 pub fn encode_header(magic: [u8; 4], seq: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
     let mut header = [0; SEGMENT_HEADER_LEN as usize];
     header[..4].copy_from_slice(&magic);
@@ -50,20 +54,20 @@ pub fn encode_header(magic: [u8; 4], seq: u64) -> [u8; SEGMENT_HEADER_LEN as usi
     header
 }
 
-/// The sequence number in a file header, if the header is one of `magic`.
-pub fn check_header(header: &[u8], magic: [u8; 4]) -> Result<u64, record::Corrupt> {
+/// The sequence number and frame format in a file header, if the header is
+/// one of `magic`.
+pub fn check_header(header: &[u8], magic: [u8; 4]) -> Result<(u64, Format), record::Corrupt> {
     let Some(header) = header.get(..SEGMENT_HEADER_LEN as usize) else {
         return Err("file shorter than its header");
     };
     if header[..4] != magic {
         return Err("not a queue file (bad magic)");
     }
-    if header[4..8] != FORMAT_VERSION.to_le_bytes() {
-        return Err("unknown format version");
-    }
+    let version = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let format = Format::from_version(version).ok_or("unknown format version")?;
     let mut seq = [0; 8];
     seq.copy_from_slice(&header[8..]);
-    Ok(u64::from_le_bytes(seq))
+    Ok((u64::from_le_bytes(seq), format))
 }
 
 /// One step of a [`Scanner`].
@@ -76,16 +80,32 @@ pub enum Step<'a> {
         fields: Fields<'a>,
         frame: &'a [u8],
     },
+    /// `start..end` is not a record, and a valid one starts at `end`
+    /// (version 2 only).
+    Skipped {
+        start: u64,
+        end: u64,
+        why: record::Corrupt,
+    },
     /// The scan reached its end on a record boundary.
     End,
-    /// The bytes from `at` on are not a whole record.
+    /// The bytes from `at` on are not a whole record, and no valid one
+    /// starts after `at`: a torn tail.
     Corrupt { at: u64, why: record::Corrupt },
+}
+
+/// What [`Scanner::next_frame`] found.
+enum Next {
+    Frame { start: u64, len: u64 },
+    End,
+    Bad { at: u64, why: record::Corrupt },
 }
 
 /// Walks the records of `file` between two offsets.
 pub struct Scanner<'f> {
     file: &'f dyn ReadFile,
     end: u64,
+    format: Format,
     dead_letter: bool,
     /// Bytes of the file from `window_start` on.
     window: Vec<u8>,
@@ -95,11 +115,19 @@ pub struct Scanner<'f> {
 }
 
 impl<'f> Scanner<'f> {
-    /// Scans `start..end` of `file` (which must hold that much).
-    pub fn new(file: &'f dyn ReadFile, start: u64, end: u64, dead_letter: bool) -> Scanner<'f> {
+    /// Scans `start..end` of `file` (which must hold that much), whose
+    /// frames are in `format`.
+    pub fn new(
+        file: &'f dyn ReadFile,
+        start: u64,
+        end: u64,
+        format: Format,
+        dead_letter: bool,
+    ) -> Scanner<'f> {
         Scanner {
             file,
             end,
+            format,
             dead_letter,
             window: Vec::new(),
             window_start: start,
@@ -107,45 +135,81 @@ impl<'f> Scanner<'f> {
         }
     }
 
-    /// The next record, the end, or where the bytes stop being records.
+    /// The next record, a bad stretch skipped, the end, or a bad tail.
     pub fn next_step(&mut self) -> io::Result<Step<'_>> {
-        let (start, len) = loop {
+        let (start, len) = match self.next_frame()? {
+            Next::Frame { start, len } => (start, len),
+            Next::End => return Ok(Step::End),
+            Next::Bad { at, why } => return self.bad(at, why),
+        };
+        let range = self.at..self.at + len as usize;
+        let checked = record::check(&self.window[range.clone()], self.format).and_then(|()| {
+            record::fields(&self.window[range.clone()], self.format, self.dead_letter)
+        });
+        if let Err(why) = checked.map(|_| ()) {
+            return self.bad(start, why);
+        }
+        let frame = &self.window[range];
+        let Ok(fields) = record::fields(frame, self.format, self.dead_letter) else {
+            return Ok(Step::Corrupt {
+                at: start,
+                why: "record changed while read",
+            });
+        };
+        self.at += len as usize;
+        Ok(Step::Record {
+            start,
+            end: start + len,
+            fields,
+            frame,
+        })
+    }
+
+    /// The next frame, whole in the window (not checked yet).
+    fn next_frame(&mut self) -> io::Result<Next> {
+        loop {
             let start = self.window_start + self.at as u64;
             if start >= self.end {
-                return Ok(Step::End);
+                return Ok(Next::End);
             }
-            match record::frame_len(&self.window[self.at..]) {
+            match record::frame_len(&self.window[self.at..], self.format) {
                 Ok(Some(len)) if self.at as u64 + len <= self.window.len() as u64 => {
-                    break (start, len)
+                    return Ok(Next::Frame { start, len })
                 }
                 Ok(len) => {
-                    let need = len.unwrap_or(FRAME_HEADER_LEN);
+                    let need = len.unwrap_or(self.format.header_len());
                     if start + need > self.end {
                         let why = match len {
                             None => "torn record header",
                             Some(_) => "record runs past the end of the file",
                         };
-                        return Ok(Step::Corrupt { at: start, why });
+                        return Ok(Next::Bad { at: start, why });
                     }
                     self.refill(need)?;
                 }
-                Err(why) => return Ok(Step::Corrupt { at: start, why }),
+                Err(why) => return Ok(Next::Bad { at: start, why }),
             }
-        };
-        let from = self.at;
-        let frame = &self.window[from..from + len as usize];
-        match record::decode(frame, self.dead_letter) {
-            Ok(fields) => {
-                self.at += len as usize;
-                let end = start + len;
-                Ok(Step::Record {
-                    start,
-                    end,
-                    fields,
-                    frame,
+        }
+    }
+
+    /// The frame at `at` is bad: skips to the next good one, or says the
+    /// rest is a bad tail.
+    fn bad(&mut self, at: u64, why: record::Corrupt) -> io::Result<Step<'static>> {
+        if self.format == Format::V1 {
+            return Ok(Step::Corrupt { at, why });
+        }
+        match find_frame(self.file, at + 1, self.end, self.dead_letter)? {
+            Some(next) => {
+                self.window.clear();
+                self.window_start = next;
+                self.at = 0;
+                Ok(Step::Skipped {
+                    start: at,
+                    end: next,
+                    why,
                 })
             }
-            Err(why) => Ok(Step::Corrupt { at: start, why }),
+            None => Ok(Step::Corrupt { at, why }),
         }
     }
 
@@ -169,16 +233,90 @@ impl<'f> Scanner<'f> {
     }
 }
 
+/// The first offset in `from..end` of `file` where a whole, valid version-2
+/// frame starts: each sync marker found is checked (length in range, the
+/// frame inside `end`, CRC, fields).
+pub fn find_frame(
+    file: &dyn ReadFile,
+    from: u64,
+    end: u64,
+    dead_letter: bool,
+) -> io::Result<Option<u64>> {
+    let header = Format::V2.header_len();
+    let mut window = Vec::new();
+    let mut window_start = from;
+    while window_start + header <= end {
+        let len = (end - window_start).min(WINDOW) as usize;
+        window.resize(len, 0);
+        read_exact_at(file, &mut window, window_start)?;
+        let mut search = 0;
+        while let Some(i) = memchr::memmem::find(&window[search..], &SYNC) {
+            let at = window_start + (search + i) as u64;
+            if is_frame_at(file, &window[search + i..], at, end, dead_letter)? {
+                return Ok(Some(at));
+            }
+            search += i + 1;
+        }
+        if window_start + len as u64 >= end {
+            break;
+        }
+        // a marker may straddle the two windows
+        window_start += len as u64 - (SYNC.len() as u64 - 1);
+    }
+    Ok(None)
+}
+
+/// Whether a valid version-2 frame starts at `at`; `head` is what the
+/// window holds from there (maybe less than the frame).
+fn is_frame_at(
+    file: &dyn ReadFile,
+    head: &[u8],
+    at: u64,
+    end: u64,
+    dead_letter: bool,
+) -> io::Result<bool> {
+    let header = Format::V2.header_len();
+    let mut buf = Vec::new();
+    let len = match record::frame_len(head, Format::V2) {
+        Ok(Some(len)) => len,
+        Ok(None) if at + header <= end => {
+            buf.resize(header as usize, 0);
+            read_exact_at(file, &mut buf, at)?;
+            match record::frame_len(&buf, Format::V2) {
+                Ok(Some(len)) => len,
+                _ => return Ok(false),
+            }
+        }
+        Ok(None) | Err(_) => return Ok(false),
+    };
+    if at + len > end {
+        return Ok(false);
+    }
+    let frame = match head.get(..len as usize) {
+        Some(frame) => frame,
+        None => {
+            buf.resize(len as usize, 0);
+            read_exact_at(file, &mut buf, at)?;
+            &buf
+        }
+    };
+    Ok(record::decode(frame, Format::V2, dead_letter).is_ok())
+}
+
 /// What a segment file holds, read the way recovery reads it.
 #[derive(Debug)]
 pub struct SegmentImage {
     /// The sequence number in the header; `None` when the header is bad.
     pub sequence: Option<u64>,
+    /// The frame format the header names.
+    pub format: Option<Format>,
     /// Each whole record and where its frame is in the file.
     pub records: Vec<(Range<u64>, Record)>,
-    /// Header and whole records: everything before the first bad byte.
+    /// Bad stretches stepped over, in file order (version 2 only).
+    pub skipped: Vec<(Range<u64>, record::Corrupt)>,
+    /// Everything before the bad tail (the file's length when there is none).
     pub valid_len: u64,
-    /// Why reading stopped before the end of the file.
+    /// Why the file has a bad tail.
     pub corrupt: Option<&'static str>,
 }
 
@@ -190,19 +328,25 @@ pub fn read_segment(file: &dyn ReadFile) -> io::Result<SegmentImage> {
     read_exact_at(file, &mut header, 0)?;
     let mut image = SegmentImage {
         sequence: None,
+        format: None,
         records: Vec::new(),
+        skipped: Vec::new(),
         valid_len: 0,
         corrupt: None,
     };
-    match check_header(&header, SEGMENT_MAGIC) {
-        Ok(seq) => image.sequence = Some(seq),
+    let format = match check_header(&header, SEGMENT_MAGIC) {
+        Ok((seq, format)) => {
+            image.sequence = Some(seq);
+            image.format = Some(format);
+            format
+        }
         Err(why) => {
             image.corrupt = Some(why);
             return Ok(image);
         }
-    }
+    };
     image.valid_len = SEGMENT_HEADER_LEN;
-    let mut scanner = Scanner::new(file, SEGMENT_HEADER_LEN, size, false);
+    let mut scanner = Scanner::new(file, SEGMENT_HEADER_LEN, size, format, false);
     loop {
         match scanner.next_step()? {
             Step::Record {
@@ -213,6 +357,10 @@ pub fn read_segment(file: &dyn ReadFile) -> io::Result<SegmentImage> {
             } => {
                 let record = fields.to_record(&Bytes::copy_from_slice(frame));
                 image.records.push((start..end, record));
+                image.valid_len = end;
+            }
+            Step::Skipped { start, end, why } => {
+                image.skipped.push((start..end, why));
                 image.valid_len = end;
             }
             Step::End => return Ok(image),
@@ -250,11 +398,14 @@ mod tests {
     #[test]
     fn a_header_of_the_wrong_kind_or_version_is_refused() {
         let header = encode_header(SEGMENT_MAGIC, 7);
-        assert_eq!(check_header(&header, SEGMENT_MAGIC), Ok(7));
+        assert_eq!(check_header(&header, SEGMENT_MAGIC), Ok((7, Format::V2)));
         assert!(check_header(&header, DEAD_LETTER_MAGIC).is_err());
         assert!(check_header(&header[..15], SEGMENT_MAGIC).is_err());
+        let mut old = header;
+        old[4] = 1;
+        assert_eq!(check_header(&old, SEGMENT_MAGIC), Ok((7, Format::V1)));
         let mut future = header;
-        future[4] = 2;
+        future[4] = 3;
         assert_eq!(
             check_header(&future, SEGMENT_MAGIC),
             Err("unknown format version")

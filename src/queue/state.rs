@@ -4,18 +4,20 @@
 //!
 //! Everything here is bookkeeping in memory under one short lock; no file
 //! I/O happens while [`State`] is locked (removals are returned to the caller
-//! to do after unlocking).
+//! to do after unlocking). Storing the read position has its own lock.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
 use super::fs::Filesystem;
+use super::position;
+use super::record::Format;
 use super::segment::{segment_name, SEGMENT_HEADER_LEN};
-use super::{Position, QueueConfig, QueueStats};
+use super::{Position, QueueConfig};
 
 /// One live segment as the queue knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +29,28 @@ pub struct SegmentMeta {
     pub records_left: u64,
     /// When the first of those was accepted.
     pub head_accepted_at_ms: Option<u64>,
+    /// The frame layout of its records.
+    pub format: Format,
+    /// Corrupt stretches after the read position that the reader steps
+    /// over, ascending (already counted, logged and kept aside).
+    pub skips: Vec<(u64, u64)>,
+    /// Records published in it so far (only differences matter).
+    pub published: u64,
+}
+
+impl SegmentMeta {
+    /// A segment holding `records_left` records to replay in `len` bytes.
+    pub fn new(seq: u64, len: u64, records_left: u64, format: Format) -> SegmentMeta {
+        SegmentMeta {
+            seq,
+            len,
+            records_left,
+            head_accepted_at_ms: None,
+            format,
+            skips: Vec::new(),
+            published: records_left,
+        }
+    }
 }
 
 /// A segment as the reader sees it at one moment.
@@ -37,6 +61,42 @@ pub struct SegmentView {
     pub len: u64,
     /// No more records will be added to it.
     pub sealed: bool,
+    pub format: Format,
+    /// The first corrupt stretch ending after `at`.
+    pub skip: Option<(u64, u64)>,
+    /// [`SegmentMeta::published`] at this moment.
+    pub published: u64,
+}
+
+/// A snapshot of a queue's size and counters (counters since open).
+#[derive(Debug, Clone, Default)]
+pub struct QueueStats {
+    /// Bytes of the live segment files.
+    pub bytes: u64,
+    /// Bytes of the records not committed yet (frames included); 0 when
+    /// `records` is 0, while `bytes` keeps the active segment's size.
+    pub pending_bytes: u64,
+    /// Records not committed yet.
+    pub records: u64,
+    /// When the first of those was accepted.
+    pub oldest_accepted_at_ms: Option<u64>,
+    pub appended: u64,
+    /// Records committed.
+    pub replayed: u64,
+    /// Records dropped by `on_full = drop-oldest`.
+    pub dropped: u64,
+    pub dead_letters: u64,
+    /// Bytes cut or skipped as torn or corrupt (at open and while reading).
+    pub corrupt_bytes_cut: u64,
+    /// Corrupt stretches (usually one record each) skipped inside segments,
+    /// each kept aside in a `corrupt-<segment>-<offset>.bin` file.
+    pub corrupt_regions_skipped: u64,
+    /// The read position could not be stored the last time it was tried:
+    /// replay goes on from memory, but a crash now would replay again what
+    /// was replayed since the last stored position.
+    pub position_persist_failing: bool,
+    /// Why, while it is failing.
+    pub position_error: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +119,7 @@ pub struct Counters {
     pub dropped: AtomicU64,
     pub dead_letters: AtomicU64,
     pub corrupt_bytes_cut: AtomicU64,
+    pub corrupt_regions_skipped: AtomicU64,
     /// Records dropped and not yet taken by [`super::Queue::take_drops`].
     pub drops_untaken: AtomicU64,
 }
@@ -75,6 +136,12 @@ pub struct Shared {
     pub appended: Notify,
     pub published: Condvar,
     pub counters: Counters,
+    /// The read position file.
+    pub position: Mutex<position::Store>,
+    /// Why the read position could not be stored, while it cannot.
+    pub position_error: Mutex<Option<String>>,
+    /// `position_error` is set (read without a lock).
+    pub position_failing: AtomicBool,
 }
 
 impl Shared {
@@ -113,6 +180,45 @@ impl Shared {
             });
     }
 
+    /// Stores the in-memory read position. A failure is logged when a streak
+    /// starts, kept for [`Shared::stats`], and retried by the next commit or
+    /// [`Shared::retry_position`]; the position in memory moves on anyway.
+    pub fn store_position(&self) {
+        let mut store = lock(&self.position);
+        let read = self.lock().read;
+        let stored = store.save(self.fs.as_ref(), &self.dir, read);
+        drop(store);
+        let mut error = lock(&self.position_error);
+        let dir = self.dir.display();
+        match stored {
+            Ok(()) if error.take().is_some() => {
+                tracing::info!(queue = %dir, "queue read position stored again");
+            }
+            Ok(()) => {}
+            Err(e) => {
+                let message = e.to_string();
+                match error.is_none() {
+                    true => {
+                        tracing::error!(queue = %dir, error = %message, "cannot store the queue read position; replay goes on, and records already replayed would be sent again after a crash")
+                    }
+                    false => {
+                        tracing::debug!(queue = %dir, error = %message, "cannot store the queue read position yet")
+                    }
+                }
+                *error = Some(message);
+            }
+        }
+        self.position_failing
+            .store(error.is_some(), Ordering::SeqCst);
+    }
+
+    /// Stores the read position again if the last attempt failed.
+    pub fn retry_position(&self) {
+        if self.position_failing.load(Ordering::SeqCst) {
+            self.store_position();
+        }
+    }
+
     /// Removes segment files the state no longer lists.
     pub fn remove_segments(&self, gone: &[SegmentMeta]) {
         for seg in gone {
@@ -141,8 +247,17 @@ impl Shared {
             dropped: c.dropped.load(Ordering::Relaxed),
             dead_letters: c.dead_letters.load(Ordering::Relaxed),
             corrupt_bytes_cut: c.corrupt_bytes_cut.load(Ordering::Relaxed),
+            corrupt_regions_skipped: c.corrupt_regions_skipped.load(Ordering::Relaxed),
+            position_persist_failing: self.position_failing.load(Ordering::SeqCst),
+            position_error: lock(&self.position_error).clone(),
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl State {
@@ -176,10 +291,14 @@ impl State {
             Position::start_of(seg.seq)
         };
         let sealed = seg.seq != last;
+        let skip = seg.skips.iter().find(|(_, end)| *end > at.offset).copied();
         Some(SegmentView {
             at,
             len: seg.len,
             sealed,
+            format: seg.format,
+            skip,
+            published: seg.published,
         })
     }
 
@@ -198,6 +317,16 @@ impl State {
             }
         }
         gone
+    }
+
+    /// Takes every segment out of the list once nothing in any of them is
+    /// left to replay (the one being written included).
+    pub fn take_all_replayed(&mut self) -> Vec<SegmentMeta> {
+        if self.records > 0 || self.segments.iter().any(|s| s.records_left > 0) {
+            return Vec::new();
+        }
+        self.bytes = 0;
+        self.segments.drain(..).collect()
     }
 
     /// Takes the oldest sealed segment out of the list, moving the read

@@ -11,17 +11,23 @@
 //! with an error, the segment is cut back to its published length (best
 //! effort) and a new segment is started for the next batch: bytes of a
 //! failed batch never sit between published records.
+//!
+//! Asked to reclaim ([`Msg::Reclaim`], after a commit that left nothing to
+//! replay), it removes every segment, the one being written included, so a
+//! drained queue holds no disk space; the next append starts a new segment.
+//! While idle it retries storing a read position that could not be stored.
 
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use super::fs::{write_all, WriteFile};
-use super::record::{encode_into, FRAME_HEADER_LEN};
+use super::record::{encode_into, Format, FRAME_HEADER_LEN};
 use super::segment::{encode_header, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 use super::state::{SegmentMeta, Shared};
 use super::{AppendError, FsyncPolicy, OnFull, QueueError, Record, MAX_RECORD_LEN};
@@ -30,6 +36,8 @@ use super::{AppendError, FsyncPolicy, OnFull, QueueError, Record, MAX_RECORD_LEN
 pub const BATCH_BYTES: u64 = 16 << 20;
 /// Most records taken into one write.
 const BATCH_RECORDS: usize = 4096;
+/// How often a read position that could not be stored is tried again.
+const POSITION_RETRY: Duration = Duration::from_secs(1);
 /// Encoded bytes after which the buffer is written out (without a sync)
 /// even in the middle of a batch, so the buffer stays small: one sync still
 /// covers the whole batch.
@@ -39,6 +47,9 @@ pub type Ack = oneshot::Sender<Result<(), AppendError>>;
 
 pub enum Msg {
     Append(Request),
+    /// Remove the segments if nothing in them is left to replay; answers
+    /// once done.
+    Reclaim(Sender<()>),
     /// Finish what came before, sync, and stop.
     Close,
 }
@@ -72,6 +83,10 @@ pub struct Writer {
     /// Records refused since the queue became full (`on_full = reject`);
     /// `None` while it has room. Its changes are logged, not each refusal.
     refusing: Option<u64>,
+    /// Reclaims asked for during the batch being written.
+    reclaims: Vec<Sender<()>>,
+    /// When storing the read position was last retried.
+    position_retried: Instant,
 }
 
 impl Writer {
@@ -84,18 +99,27 @@ impl Writer {
             pending: Vec::new(),
             pending_head_accepted_at_ms: None,
             refusing: None,
+            reclaims: Vec::new(),
+            position_retried: Instant::now(),
         }
     }
 
     /// Creates the first segment, so that `Queue::open` reports a directory
-    /// it cannot write to.
+    /// it cannot write to. A full disk is no reason not to open (replays
+    /// free space): the first append tries again.
     pub fn start(&mut self) -> Result<(), QueueError> {
-        self.open_segment()
-            .map_err(|(path, source)| QueueError::Io {
+        match self.open_segment() {
+            Ok(()) => Ok(()),
+            Err((path, e)) if e.raw_os_error() == Some(NO_SPACE) => {
+                tracing::warn!(path = %path.display(), error = %e, "disk full: the queue opens without a segment to write; appends will try again");
+                Ok(())
+            }
+            Err((path, source)) => Err(QueueError::Io {
                 op: "create",
                 path,
                 source,
-            })
+            }),
+        }
     }
 
     /// The thread's body: batches until `Close` or every sender is gone.
@@ -103,9 +127,18 @@ impl Writer {
         let mut batch = Vec::new();
         let mut closing = false;
         while !closing {
-            let Ok(first) = rx.recv() else { break };
+            let first = match rx.recv_timeout(POSITION_RETRY) {
+                Ok(first) => first,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.retry_position();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             closing = self.take_batch(first, &rx, &mut batch);
             self.write_batch(&mut batch);
+            self.reclaim();
+            self.retry_position();
         }
         self.sync_on_close();
         while let Ok(msg) = rx.try_recv() {
@@ -116,20 +149,53 @@ impl Writer {
     }
 
     /// Fills `batch` with `first` and whatever else is waiting; true on `Close`.
-    fn take_batch(&self, first: Msg, rx: &Receiver<Msg>, batch: &mut Vec<Request>) -> bool {
+    fn take_batch(&mut self, first: Msg, rx: &Receiver<Msg>, batch: &mut Vec<Request>) -> bool {
         let mut bytes = 0;
         let mut next = Some(first);
         while let Some(msg) = next.take() {
-            let Msg::Append(request) = msg else {
-                return true;
-            };
-            bytes += request.record.encoded_len();
-            batch.push(request);
+            match msg {
+                Msg::Close => return true,
+                Msg::Reclaim(done) => self.reclaims.push(done),
+                Msg::Append(request) => {
+                    bytes += request.record.encoded_len();
+                    batch.push(request);
+                }
+            }
             if bytes < BATCH_BYTES && batch.len() < BATCH_RECORDS {
                 next = rx.try_recv().ok();
             }
         }
         false
+    }
+
+    /// Answers the reclaims asked for, removing every segment if nothing in
+    /// them is left to replay.
+    fn reclaim(&mut self) {
+        if self.reclaims.is_empty() {
+            return;
+        }
+        if self.pending.is_empty() && self.buf.is_empty() {
+            let gone = self.shared.lock().take_all_replayed();
+            if gone
+                .iter()
+                .any(|s| Some(s.seq) == self.active.as_ref().map(|a| a.seq))
+            {
+                self.active = None;
+            }
+            self.shared.remove_segments(&gone);
+        }
+        for done in self.reclaims.drain(..) {
+            let _ = done.send(());
+        }
+    }
+
+    /// Stores the read position again, at most every [`POSITION_RETRY`],
+    /// if the last attempt failed.
+    fn retry_position(&mut self) {
+        if self.position_retried.elapsed() >= POSITION_RETRY {
+            self.position_retried = Instant::now();
+            self.shared.retry_position();
+        }
     }
 
     fn write_batch(&mut self, batch: &mut Vec<Request>) {
@@ -174,7 +240,7 @@ impl Writer {
         if len > SEGMENT_HEADER_LEN && len + record.encoded_len() > limit {
             self.roll()?;
         }
-        encode_into(record, None, &mut self.buf);
+        encode_into(record, None, Format::V2, &mut self.buf);
         let head = &mut self.pending_head_accepted_at_ms;
         head.get_or_insert(record.accepted_at_ms);
         if self.buf.len() >= SPILL_BYTES {
@@ -348,6 +414,7 @@ impl Writer {
                     seg.head_accepted_at_ms = head;
                 }
                 seg.records_left += records;
+                seg.published += records;
                 state.bytes += added;
                 state.records += records;
             }
@@ -397,12 +464,8 @@ impl Writer {
             (path, e)
         })?;
         let mut state = self.shared.lock();
-        state.segments.push_back(SegmentMeta {
-            seq,
-            len: SEGMENT_HEADER_LEN,
-            records_left: 0,
-            head_accepted_at_ms: None,
-        });
+        let meta = SegmentMeta::new(seq, SEGMENT_HEADER_LEN, 0, Format::V2);
+        state.segments.push_back(meta);
         state.bytes += SEGMENT_HEADER_LEN;
         let (written, published) = (SEGMENT_HEADER_LEN, SEGMENT_HEADER_LEN);
         self.active = Some(Active {
@@ -436,6 +499,9 @@ impl Writer {
         }
     }
 }
+
+/// `ENOSPC`: no space left on the device.
+const NO_SPACE: i32 = 28;
 
 fn create_error((path, error): (PathBuf, io::Error)) -> AppendError {
     AppendError::Io(format!(

@@ -169,6 +169,9 @@ fn node_status(node: &Node) -> Value {
         "dead_letters": stats.dead_letters,
         "dropped": stats.dropped,
         "corrupt_bytes_cut": stats.corrupt_bytes_cut,
+        "corrupt_regions_skipped": stats.corrupt_regions_skipped,
+        "position_persist_failing": stats.position_persist_failing,
+        "position_error": stats.position_error,
         "last_error": detail.replay_error,
     });
     json!({
