@@ -56,16 +56,22 @@ impl Node {
         }
     }
 
+    /// A body-less health-check request, within the check's timeout.
+    async fn health_request(
+        self: &Arc<Self>,
+        request: http::request::Builder,
+        config: &HealthConfig,
+    ) -> Result<http::Response<super::NodeResponseBody>, super::NodeError> {
+        let kind = super::RequestKind::Health;
+        self.send(kind, request, Payload::default(), Some(config.timeout))
+            .await
+    }
+
     /// One `GET /ping`; `Ok` on a 204 within the timeout.
     pub async fn ping(self: &Arc<Self>, config: &HealthConfig) -> Result<(), String> {
         let request = self.request(Method::GET, "/ping");
         let response = self
-            .send(
-                super::RequestKind::Health,
-                request,
-                Payload::default(),
-                Some(config.timeout),
-            )
+            .health_request(request, config)
             .await
             .map_err(|e| format!("ping failed: {e}"))?;
         self.record_version(response.headers().get("x-influxdb-version"));
@@ -107,15 +113,7 @@ impl Node {
         let request = self
             .request(Method::GET, "/query?q=SHOW+DATABASES")
             .header(http::header::USER_AGENT, AUTH_PROBE_AGENT);
-        let sent = self
-            .send(
-                super::RequestKind::Health,
-                request,
-                Payload::default(),
-                Some(config.timeout),
-            )
-            .await;
-        if let Ok(response) = sent {
+        if let Ok(response) = self.health_request(request, config).await {
             let status = response.status();
             let _ = http_body_util::BodyExt::collect(response.into_body()).await;
             if status.is_success() {

@@ -19,8 +19,8 @@ use http_body_util::{BodyExt, Full};
 use tokio::task::JoinSet;
 
 use super::error::ApiError;
-use super::fanout::is_denied;
 use super::forward::client_credentials;
+use super::forward::{is_denied, may_queue_unchecked};
 use super::forward::{send_as, Forward, HOP_BY_HOP};
 use super::{full, ResponseBody, Shared};
 use crate::config::Secret;
@@ -187,14 +187,7 @@ fn credentials_verdict(
     let checked = firsts
         .iter()
         .any(|f| matches!(f, FirstPass::Answered(head, _) if head.status().is_success()));
-    if checked || nodes.iter().any(|node| node.vouches_for(credentials)) {
-        Ok(())
-    } else {
-        Err(
-            "not queued: no node can check the credentials now, and none accepted them before"
-                .into(),
-        )
-    }
+    may_queue_unchecked(checked, nodes, credentials)
 }
 
 /// The client's credentials of a query: `u` and `p` from the URL (as

@@ -167,7 +167,9 @@ fn credentials_verdict(
     let mut checked = false;
     for (node, first) in targets.iter().zip(firsts) {
         match first {
-            FirstPass::Done(Outcome::Rejected(response)) if is_denied(response.status()) => {
+            FirstPass::Done(Outcome::Rejected(response))
+                if super::forward::is_denied(response.status()) =>
+            {
                 return Err(format!(
                     "not queued: {} refused the credentials ({})",
                     node.name(),
@@ -178,19 +180,7 @@ fn credentials_verdict(
             _ => {}
         }
     }
-    if checked || targets.iter().any(|node| node.vouches_for(credentials)) {
-        Ok(())
-    } else {
-        Err(
-            "not queued: no node can check the credentials now, and none accepted them before"
-                .into(),
-        )
-    }
-}
-
-/// 401 and 403: the node refused the credentials.
-pub(super) fn is_denied(status: http::StatusCode) -> bool {
-    status == http::StatusCode::UNAUTHORIZED || status == http::StatusCode::FORBIDDEN
+    super::forward::may_queue_unchecked(checked, targets, credentials)
 }
 
 /// Delivers to one node directly when it has no backlog; else says it must

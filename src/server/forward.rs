@@ -206,3 +206,23 @@ fn token_as_basic(value: &HeaderValue) -> Option<HeaderValue> {
     basic.set_sensitive(true);
     Some(basic)
 }
+
+/// 401 and 403: the node refused the credentials.
+pub(super) fn is_denied(status: http::StatusCode) -> bool {
+    status == http::StatusCode::UNAUTHORIZED || status == http::StatusCode::FORBIDDEN
+}
+
+/// Whether copies of a request that could not be delivered may wait in
+/// their nodes' queues: a node accepted the client's credentials just now
+/// (`checked`), or one of `nodes` accepted them before or needs none.
+/// Else why not, for the client.
+pub(super) fn may_queue_unchecked(
+    checked: bool,
+    nodes: &[Arc<Node>],
+    credentials: Option<&Secret>,
+) -> Result<(), String> {
+    if checked || nodes.iter().any(|node| node.vouches_for(credentials)) {
+        return Ok(());
+    }
+    Err("not queued: no node can check the credentials now, and none accepted them before".into())
+}
