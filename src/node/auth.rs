@@ -69,7 +69,11 @@ impl AuthMemory {
             AuthRequired::No => 1,
             AuthRequired::Yes => 2,
         };
-        self.required.store(value, Ordering::Relaxed);
+        // read first: on the write path this is learned again on every
+        // answer, and a store would dirty the cache line each time
+        if self.required.load(Ordering::Relaxed) != value {
+            self.required.store(value, Ordering::Relaxed);
+        }
     }
 
     /// Learns from the node's answer `status` to a client request that
