@@ -80,6 +80,9 @@ pub(super) struct Framer {
     state: State,
     /// How far the head being received was searched for its end.
     searched: usize,
+    /// The number of the next stand-in: random per connection, so that a
+    /// request cannot name a stashed head it did not send (a proxy may
+    /// pass several clients' requests over one connection).
     next_id: u64,
 }
 
@@ -88,7 +91,7 @@ impl Default for Framer {
         Framer {
             state: State::Head,
             searched: 0,
-            next_id: 1,
+            next_id: unguessable(),
         }
     }
 }
@@ -204,11 +207,12 @@ impl Framer {
             return self.blind(head.len());
         };
         self.state = state;
-        self.next_id += 1;
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
         Step::Replace {
             len: head.len(),
             stand_in,
-            id: self.next_id - 1,
+            id,
             stashed,
         }
     }
@@ -386,4 +390,23 @@ impl Chunked {
         };
         Ok(false)
     }
+}
+
+/// A number no client can predict: std's per-process random hash keys,
+/// fed a per-call counter and the clock. Unit tests number stand-ins from 1
+/// so that the streams they expect can be written out.
+#[cfg(test)]
+fn unguessable() -> u64 {
+    1
+}
+
+#[cfg(not(test))]
+fn unguessable() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u64(crate::clock::unix_ns());
+    hasher.finish()
 }
