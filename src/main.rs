@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use influxdb_router::config::{
     self, ConfigSource, LoadedConfig, LogConfig, LogFormat, RouteConfig, RouteTarget,
 };
+use influxdb_router::control::{self, progress::Display};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -63,6 +64,8 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Copy points exactly from one node to another node or cluster; resumable
+    Backfill(control::backfill::BackfillArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +123,15 @@ fn main() -> ExitCode {
         Command::Admin {
             command: AdminCommand::Status { routers, json },
         } => admin_status(&loaded, &routers, json),
+        Command::Admin {
+            command: AdminCommand::Backfill(args),
+        } => run_control(
+            control::backfill::run(&loaded.config, &args, Display::Auto),
+            |report| {
+                println!("{}", report.summary);
+                report.outcome()
+            },
+        ),
     }
 }
 
@@ -134,6 +146,29 @@ fn control_runtime() -> Option<tokio::runtime::Runtime> {
             eprintln!("influxdb-router: cannot start the runtime: {e}");
             None
         }
+    }
+}
+
+/// Runs one data command on a runtime of its own and prints what `show`
+/// makes of its report; `show` returns the error that ends it, if any.
+fn run_control<T>(
+    work: impl std::future::Future<Output = Result<T, control::ControlError>>,
+    show: impl FnOnce(T) -> Result<(), control::ControlError>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("influxdb-router: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(work).and_then(show) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => control_failed(&e),
     }
 }
 

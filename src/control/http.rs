@@ -1,12 +1,14 @@
-//! The control plane's HTTP client: plain requests to routers and nodes,
-//! over `http://` or `https://` (verified against the system's roots), each
-//! bounded by a timeout. Not on any hot path: a command makes few requests.
+//! The control plane's HTTP client: requests to routers and nodes over
+//! `http://` or `https://` (verified against the system's roots), each
+//! bounded by a timeout; [`HttpClient::send`] hands back the answer's body
+//! as a stream, for answers too large to hold.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -22,6 +24,12 @@ const MAX_BODY: usize = 64 << 20;
 #[derive(Clone)]
 pub struct HttpClient {
     client: Client<Connector, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpClient")
+    }
 }
 
 impl HttpClient {
@@ -40,6 +48,20 @@ impl HttpClient {
             .wrap_connector(tcp);
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(HttpClient { client })
+    }
+
+    /// Sends `request` and returns the answer once its head has arrived
+    /// (within `timeout`); the body is read by the caller.
+    pub async fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<http::Response<Incoming>, String> {
+        match tokio::time::timeout(timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(describe(&e)),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        }
     }
 
     /// `GET url`: the status and the whole body, within `timeout`.
@@ -70,8 +92,17 @@ impl HttpClient {
     }
 }
 
+/// Reads a whole (small) answer body, at most `limit` bytes.
+pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, String> {
+    Ok(http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| format!("answer unreadable: {e}"))?
+        .to_bytes())
+}
+
 /// The most specific message of an error chain ("connection refused").
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(inner) = source {

@@ -14,9 +14,21 @@
 //! * [`status`]: `admin status`, the state of one or more routers.
 //! * [`http`]: the HTTP client the commands share.
 
+pub mod answer;
+pub mod backfill;
+pub mod endpoint;
 pub mod http;
+pub mod influx;
+pub mod ledger;
+pub mod lines;
+pub mod msgpack;
+pub mod pieces;
+pub mod progress;
 pub mod routes;
+pub mod schema;
 pub mod status;
+pub mod time;
+pub mod writer;
 
 /// Why a control-plane command failed; its message names what failed.
 #[derive(Debug, thiserror::Error)]

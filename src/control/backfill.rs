@@ -1,0 +1,232 @@
+//! `admin backfill`: an exact copy of points from one node to another node
+//! or to every write-enabled node of a cluster, piece by piece (see
+//! [`super::pieces`]), streaming: each piece is read as a chunked answer and
+//! written in batches of a few thousand lines while the next chunk arrives,
+//! so memory stays flat whatever the size. Finished pieces go to a
+//! [`Ledger`], so running the same command again resumes.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+use crate::config::glob::Glob;
+use crate::config::Config;
+
+use super::endpoint::{self, Allow};
+use super::http::HttpClient;
+use super::influx::Influx;
+use super::ledger::{self, FileLedger, Ledger};
+use super::lines::Encoder;
+use super::pieces::{self, Piece, Selection};
+use super::progress::{Display, Progress};
+use super::schema::{self, Scope};
+use super::time::Range;
+use super::writer::Writers;
+use super::ControlError;
+
+/// Points per write batch.
+pub const BATCH_POINTS: usize = 5000;
+
+/// The arguments of `admin backfill`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BackfillArgs {
+    /// Where the points come from: a node URL (http://user:pass@host:port) or CLUSTER/NODE
+    #[arg(long, value_name = "SRC")]
+    pub from: String,
+    /// Where they go: a node URL, CLUSTER/NODE, or CLUSTER (every write-enabled node of it)
+    #[arg(long, value_name = "DST")]
+    pub to: String,
+    /// Only this database (repeatable; default: all but _internal)
+    #[arg(long = "db", value_name = "DB")]
+    pub databases: Vec<String>,
+    /// Only this retention policy (default: every one, each into the same one)
+    #[arg(long, value_name = "RP")]
+    pub rp: Option<String>,
+    /// Only measurements matching this glob (`cpu*`)
+    #[arg(long, value_name = "GLOB")]
+    pub measurement: Option<String>,
+    /// From this time on (RFC 3339 or integer nanoseconds; included)
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub start: Option<String>,
+    /// Up to this time (excluded)
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub end: Option<String>,
+    /// The file recording finished pieces (default: under [buffer] dir, named after the arguments)
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+}
+
+/// What a backfill did.
+#[derive(Debug, Clone, Default)]
+pub struct BackfillReport {
+    pub points: u64,
+    pub bytes: u64,
+    pub pieces: u64,
+    pub pieces_skipped: u64,
+    pub schema_statements: usize,
+    /// Destination nodes that dropped out, with why.
+    pub failed_nodes: Vec<String>,
+    pub summary: String,
+    pub state_file: Option<PathBuf>,
+}
+
+impl BackfillReport {
+    /// `Err` naming the destination nodes that dropped out, if any did.
+    pub fn outcome(&self) -> Result<(), ControlError> {
+        if self.failed_nodes.is_empty() {
+            return Ok(());
+        }
+        Err(ControlError::Failed(format!(
+            "backfill incomplete: {} (the other nodes got everything; run the same command again \
+             once the node is back)",
+            self.failed_nodes.join("; ")
+        )))
+    }
+}
+
+/// Checked flags: the selection and the range.
+pub fn selection(
+    rp: Option<&str>,
+    measurement: Option<&str>,
+    start: Option<&str>,
+    end: Option<&str>,
+) -> Result<Selection, ControlError> {
+    let range = Range::from_flags(start, end).map_err(ControlError::Usage)?;
+    let measurement = measurement
+        .map(|m| Glob::new(m).map_err(|e| ControlError::Usage(format!("--measurement: {e}"))))
+        .transpose()?;
+    Ok(Selection {
+        rp: rp.map(String::from),
+        measurement,
+        range,
+        window: None,
+    })
+}
+
+/// Runs `admin backfill` with its state in a file.
+pub async fn run(
+    config: &Config,
+    args: &BackfillArgs,
+    display: Display,
+) -> Result<BackfillReport, ControlError> {
+    let selection = selection(
+        args.rp.as_deref(),
+        args.measurement.as_deref(),
+        args.start.as_deref(),
+        args.end.as_deref(),
+    )?;
+    let src = endpoint::resolve(&args.from, config, Allow::Node)
+        .await?
+        .remove(0);
+    let dst = endpoint::resolve(&args.to, config, Allow::NodeOrCluster).await?;
+    let work = format!(
+        "backfill from {} to {} db={:?} rp={:?} measurement={:?} range={}",
+        src.base,
+        dst.iter()
+            .map(|d| d.base.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        args.databases,
+        args.rp,
+        args.measurement,
+        selection.range
+    );
+    let path = args
+        .state
+        .clone()
+        .unwrap_or_else(|| ledger::default_path(&config.buffer.dir, "backfill", &work));
+    let mut ledger = FileLedger::open(&path, &work)?;
+    let http = HttpClient::new().map_err(ControlError::Failed)?;
+    let src = Influx::new(src, http.clone());
+    let dst: Vec<Influx> = dst
+        .into_iter()
+        .map(|e| Influx::new(e, http.clone()))
+        .collect();
+    let mut report = copy(&src, dst, &args.databases, &selection, &mut ledger, display).await?;
+    report.state_file = Some(path);
+    Ok(report)
+}
+
+/// The copy itself, for the command and the job alike.
+pub async fn copy(
+    src: &Influx,
+    dst: Vec<Influx>,
+    databases: &[String],
+    selection: &Selection,
+    ledger: &mut dyn Ledger,
+    display: Display,
+) -> Result<BackfillReport, ControlError> {
+    let schema = schema::read(src, databases, Scope::Storage).await?;
+    if let Some(rp) = &selection.rp {
+        for db in &schema.databases {
+            if db.rp(rp).is_none() {
+                return Err(ControlError::Failed(format!(
+                    "{}: database {:?} has no retention policy {rp:?}",
+                    src.label(),
+                    db.name
+                )));
+            }
+        }
+    }
+    let mut schema_statements = 0;
+    for node in &dst {
+        schema_statements += schema::ensure_storage(&schema.databases, node).await?;
+    }
+    let pieces = pieces::list(src, &schema.databases, selection).await?;
+    let mut progress = Progress::new("backfill", pieces.len() as u64, display);
+    let mut writers = Writers::new(dst);
+    for piece in &pieces {
+        let key = piece.key();
+        if ledger.done(&key).is_some() {
+            progress.piece_done(true);
+            continue;
+        }
+        let points = copy_piece(src, piece, &mut writers, &mut progress).await?;
+        if !writers.any_failed() {
+            ledger.record(&key, serde_json::json!({ "points": points }))?;
+        }
+        progress.piece_done(false);
+    }
+    writers.drain().await?;
+    let summary = progress.finish();
+    Ok(BackfillReport {
+        points: progress.points,
+        bytes: progress.bytes,
+        pieces: progress.pieces_done,
+        pieces_skipped: progress.pieces_skipped,
+        schema_statements,
+        failed_nodes: writers.failures(),
+        summary,
+        state_file: None,
+    })
+}
+
+/// Copies one piece; returns its point count once every batch is written.
+async fn copy_piece(
+    src: &Influx,
+    piece: &Piece,
+    writers: &mut Writers,
+    progress: &mut Progress,
+) -> Result<u64, ControlError> {
+    let mut stream = src.stream(&piece.db, &piece.select()).await?;
+    let mut encoder = Encoder::new();
+    loop {
+        let more = stream.next_chunk(&mut encoder).await?;
+        if encoder.points() >= BATCH_POINTS || (!more && !encoder.is_empty()) {
+            let (points, batch) = (encoder.points() as u64, encoder.take());
+            progress.add(points, batch.len() as u64);
+            writers
+                .send(&piece.db, &piece.rp, Bytes::from(batch))
+                .await
+                .map_err(|e| ControlError::Failed(format!("{piece}: {e}")))?;
+        }
+        if !more {
+            break;
+        }
+    }
+    writers
+        .drain()
+        .await
+        .map_err(|e| ControlError::Failed(format!("{piece}: {e}")))?;
+    Ok(encoder.total_points)
+}
