@@ -60,6 +60,9 @@ pub struct BackupArgs {
     /// Up to this time (excluded)
     #[arg(long, value_name = "T", allow_hyphen_values = true)]
     pub end: Option<String>,
+    /// Forget which files an interrupted backup into DIR finished and write them all again
+    #[arg(long)]
+    pub restart: bool,
 }
 
 /// `manifest.json`.
@@ -123,7 +126,11 @@ pub async fn run(
         "backup of {} db={:?} rp={:?} measurement={:?} range={}",
         src.endpoint.base, args.databases, args.rp, args.measurement, selection.range
     );
-    let mut ledger = FileLedger::open(&args.out.join(STATE), &work)?;
+    let state = args.out.join(STATE);
+    if args.restart {
+        super::ledger::forget(&state)?;
+    }
+    let mut ledger = FileLedger::open(&state, &work)?;
     backup(
         &src,
         &args.out,

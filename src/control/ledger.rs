@@ -187,6 +187,18 @@ impl Ledger for FileLedger {
     }
 }
 
+/// Removes the ledger at `path` (`--restart`); a missing one is fine.
+pub fn forget(path: &Path) -> Result<(), ControlError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ControlError::Failed(format!(
+            "state file {}: cannot remove it: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// The default state file of a command: `<[buffer] dir>/admin/<kind>-<hash of work>.state`.
 pub fn default_path(buffer_dir: &Path, kind: &str, work: &str) -> PathBuf {
     use sha2::Digest;

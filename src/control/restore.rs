@@ -47,6 +47,9 @@ pub struct RestoreArgs {
     /// The file recording loaded files (default: under [buffer] dir, named after the arguments)
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// Forget what the state file records and start over
+    #[arg(long)]
+    pub restart: bool,
 }
 
 /// What a restore did.
@@ -127,6 +130,9 @@ pub async fn run(
         .state
         .clone()
         .unwrap_or_else(|| ledger::default_path(&config.buffer.dir, "restore", &work));
+    if args.restart {
+        ledger::forget(&path)?;
+    }
     let mut ledger = FileLedger::open(&path, &work)?;
     let http = HttpClient::new().map_err(ControlError::Failed)?;
     let dst: Vec<Influx> = dst
@@ -208,6 +214,7 @@ pub async fn restore(
         .collect();
     let wanted = Schema {
         databases: renamed,
+        notes: Vec::new(),
         users: Ok(Vec::new()),
     };
     for node in &dst {
@@ -223,7 +230,7 @@ pub async fn restore(
         let plan = schema::plan(&wanted, &have, Scope::Everything, &Passwords::default());
         schema::apply(node, &plan).await?;
     }
-    let mut progress = Progress::new("restore", files.len() as u64, display);
+    let mut progress = Progress::counting("files", "restore", files.len() as u64, display);
     let mut writers = Writers::new(dst);
     let mut loaded = Vec::new();
     let mut already_loaded = 0;
@@ -248,16 +255,7 @@ pub async fn restore(
         progress.piece_done(false);
     }
     writers.drain().await?;
-    let summary = format!(
-        "{}; {} files loaded{}",
-        progress.finish(),
-        loaded.len(),
-        if already_loaded > 0 {
-            format!(", {already_loaded} loaded by an earlier run")
-        } else {
-            String::new()
-        }
-    );
+    let summary = progress.finish();
     Ok(RestoreReport {
         loaded,
         already_loaded,

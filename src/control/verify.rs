@@ -328,9 +328,14 @@ pub async fn compare(
         )
     } else {
         format!(
-            "verify: {} pieces compared, {} differ ({} points at {}, {} at {})",
+            "verify: {} pieces compared, {} {} ({} points at {}, {} at {})",
             all.len(),
             differences.len(),
+            if differences.len() == 1 {
+                "differs"
+            } else {
+                "differ"
+            },
             thousands(src_points),
             src.label(),
             thousands(dst_points),
