@@ -35,7 +35,7 @@ enum Command {
     /// Administration commands
     Admin {
         #[command(subcommand)]
-        command: AdminCommand,
+        command: Box<AdminCommand>,
     },
 }
 
@@ -125,7 +125,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => check_config(&loaded),
         Command::Serve => serve(loaded),
-        Command::Admin { command } => admin(&loaded, command),
+        Command::Admin { command } => admin(&loaded, *command),
     }
 }
 
