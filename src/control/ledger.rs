@@ -72,7 +72,10 @@ impl FileLedger {
     /// command and its arguments; a file recorded for other work is refused.
     pub fn open(path: &Path, work: &str) -> Result<FileLedger, ControlError> {
         let failed = |what: &str, e: std::io::Error| {
-            ControlError::Failed(format!("state file {}: {what}: {e}", path.display()))
+            ControlError::Failed(format!(
+                "state file {}: {what}: {e} (give another with --state FILE)",
+                path.display()
+            ))
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| failed("cannot create its directory", e))?;
