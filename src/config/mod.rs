@@ -310,6 +310,10 @@ pub struct NodeConfig {
     pub name: String,
     pub url: http::Uri,
     pub mode: NodeMode,
+    /// The addresses to connect to, when the router resolved the URL's host
+    /// itself (DNS SRV targets, through `[routing] dns_servers`); empty:
+    /// the host is resolved by the system when connecting.
+    pub addrs: Vec<std::net::IpAddr>,
 }
 
 /// What a node takes part in; see the `accepts_*` methods.

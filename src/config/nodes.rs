@@ -200,6 +200,7 @@ fn check_node(
         name: name?,
         url: url?,
         mode: mode?,
+        addrs: Vec::new(),
     })
 }
 

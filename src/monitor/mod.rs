@@ -172,6 +172,15 @@ impl Monitor {
         }
     }
 
+    /// How many SRV targets of `cluster` did not resolve at its last refresh.
+    pub fn srv_unresolved(&self, cluster: &str, count: usize) {
+        let r = Registrar {
+            recorder: &self.recorder,
+        };
+        r.gauge(names::SRV_UNRESOLVED, &[("cluster", cluster)])
+            .set(count as f64);
+    }
+
     /// The handles of a node's metrics (the same series for the same names).
     pub fn node(&self, cluster: &str, node: &str) -> NodeMetrics {
         let r = Registrar {

@@ -150,6 +150,11 @@ pub const ROUTING_REFUSED: Metric = metric(
     Kind::Counter,
     "Routing updates refused as invalid (the last good table stayed)",
 );
+pub const SRV_UNRESOLVED: Metric = metric(
+    "influxdb_router_srv_unresolved_targets",
+    Kind::Gauge,
+    "SRV targets of a cluster left out at the last refresh because their host did not resolve",
+);
 pub const ROUTING_RELOADS: Metric = metric(
     "influxdb_router_routing_reloads_total",
     Kind::Counter,
@@ -189,7 +194,7 @@ pub const PROCESS_CPU: Metric = metric(
 );
 
 /// Every metric registered with the recorder (the process ones are rendered apart).
-pub const REGISTERED: [Metric; 30] = [
+pub const REGISTERED: [Metric; 31] = [
     HTTP_REQUESTS,
     HTTP_DURATION,
     HTTP_RECEIVED,
@@ -216,6 +221,7 @@ pub const REGISTERED: [Metric; 30] = [
     ROUTING_SWAPS,
     ROUTING_REFUSED,
     ROUTING_RELOADS,
+    SRV_UNRESOLVED,
     EVENTS,
     EVENTS_DROPPED,
     SELF_WRITE_FAILURES,

@@ -98,6 +98,7 @@ impl RoutingTable {
             .unwrap_or_default();
         let old_clients = previous.map(|p| &p.clients);
         let mut clients = Clients::after(old_clients);
+        clients.pin(config);
         let mut clusters = Vec::with_capacity(config.clusters.len());
         for cluster in &config.clusters {
             let cluster_clients =
@@ -254,6 +255,7 @@ fn same_node(a: &Node, b: &Node) -> bool {
     a.cluster() == b.cluster()
         && a.base_url() == b.base_url()
         && a.mode() == b.mode()
+        && a.addrs() == b.addrs()
         && a.client().same(b.client())
 }
 

@@ -86,6 +86,10 @@ impl Sink for Publisher {
         self.0.reloads.set_notices_subscribed(subscribed);
     }
 
+    fn srv_targets_unresolved(&self, cluster: &str, targets: &[String]) {
+        self.0.monitor.srv_unresolved(cluster, targets.len());
+    }
+
     fn set_document_version(&self, version: u64) {
         self.0
             .reloads

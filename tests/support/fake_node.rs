@@ -135,13 +135,23 @@ impl FakeNode {
 
     /// Starts a fake node with the given behaviour.
     pub fn with_behaviour(behaviour: Behaviour) -> FakeNode {
+        FakeNode::bound(behaviour, Ipv4Addr::LOCALHOST, 0)
+    }
+
+    /// Starts a fake node behaving as [`Behaviour::Ok`] on `ip:port` (any
+    /// loopback address: on Linux all of 127.0.0.0/8 is local).
+    pub fn start_on(ip: Ipv4Addr, port: u16) -> FakeNode {
+        FakeNode::bound(Behaviour::Ok, ip, port)
+    }
+
+    fn bound(behaviour: Behaviour, ip: Ipv4Addr, port: u16) -> FakeNode {
         if tokio::runtime::Handle::try_current().is_err() {
             panic!(
                 "FakeNode must be started from within a tokio runtime (e.g. in a #[tokio::test])"
             );
         }
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .expect("FakeNode: cannot bind 127.0.0.1:0");
+        let listener = std::net::TcpListener::bind((ip, port))
+            .unwrap_or_else(|e| panic!("FakeNode: cannot bind {ip}:{port}: {e}"));
         listener
             .set_nonblocking(true)
             .expect("FakeNode: cannot make the listener non-blocking");
