@@ -163,17 +163,7 @@ pub async fn copy(
     display: Display,
 ) -> Result<BackfillReport, ControlError> {
     let schema = schema::read(src, databases, Scope::Storage).await?;
-    if let Some(rp) = &selection.rp {
-        for db in &schema.databases {
-            if db.rp(rp).is_none() {
-                return Err(ControlError::Failed(format!(
-                    "{}: database {:?} has no retention policy {rp:?}",
-                    src.label(),
-                    db.name
-                )));
-            }
-        }
-    }
+    schema::check_rp(&schema, selection.rp.as_deref(), src)?;
     let mut schema_statements = 0;
     for node in &dst {
         schema_statements += schema::ensure_storage(&schema.databases, node).await?;

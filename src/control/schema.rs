@@ -146,6 +146,22 @@ pub async fn read(server: &Influx, only: &[String], scope: Scope) -> Result<Sche
     })
 }
 
+/// Fails unless every database of `schema` has retention policy `rp` (when
+/// one is asked for): a misspelt `--rp` must not pass as "nothing to copy".
+pub fn check_rp(schema: &Schema, rp: Option<&str>, server: &Influx) -> Result<(), ControlError> {
+    let Some(rp) = rp else { return Ok(()) };
+    for db in &schema.databases {
+        if db.rp(rp).is_none() {
+            return Err(ControlError::Failed(format!(
+                "{}: database {:?} has no retention policy {rp:?}",
+                server.label(),
+                db.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Every database on `server`.
 pub async fn database_names(server: &Influx) -> Result<Vec<String>, ControlError> {
     let series = server.query_one(None, "SHOW DATABASES").await?;
