@@ -35,7 +35,7 @@ enum Command {
     /// Administration commands
     Admin {
         #[command(subcommand)]
-        command: AdminCommand,
+        command: Box<AdminCommand>,
     },
 }
 
@@ -64,8 +64,16 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Give DST every database, retention policy, continuous query and user of SRC
+    SyncSchema(control::sync_schema::SyncSchemaArgs),
     /// Copy points exactly from one node to another node or cluster; resumable
     Backfill(control::backfill::BackfillArgs),
+    /// Compare two nodes window by window (counts and a checksum); exit 1 on a difference
+    Verify(control::verify::VerifyArgs),
+    /// Write a node's data as gzip line-protocol files with a manifest
+    Backup(control::backup::BackupArgs),
+    /// Load a backup into a node or cluster, optionally under another database name
+    Restore(control::restore::RestoreArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,21 +125,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => check_config(&loaded),
         Command::Serve => serve(loaded),
-        Command::Admin {
-            command: AdminCommand::Routes { command },
-        } => routes(&loaded, command),
-        Command::Admin {
-            command: AdminCommand::Status { routers, json },
-        } => admin_status(&loaded, &routers, json),
-        Command::Admin {
-            command: AdminCommand::Backfill(args),
-        } => run_control(
-            control::backfill::run(&loaded.config, &args, Display::Auto),
-            |report| {
-                println!("{}", report.summary);
-                report.outcome()
-            },
-        ),
+        Command::Admin { command } => admin(&loaded, *command),
     }
 }
 
@@ -146,6 +140,59 @@ fn control_runtime() -> Option<tokio::runtime::Runtime> {
             eprintln!("influxdb-router: cannot start the runtime: {e}");
             None
         }
+    }
+}
+
+/// `admin …`: each command's work is in `influxdb_router::control`.
+fn admin(loaded: &LoadedConfig, command: AdminCommand) -> ExitCode {
+    let config = &loaded.config;
+    match command {
+        AdminCommand::Routes { command } => routes(loaded, command),
+        AdminCommand::Status { routers, json } => admin_status(loaded, &routers, json),
+        AdminCommand::SyncSchema(args) => {
+            run_control(control::sync_schema::run(config, &args), |report| {
+                print!("{}", report.text());
+                Ok(())
+            })
+        }
+        AdminCommand::Backfill(args) => run_control(
+            control::backfill::run(config, &args, Display::Auto),
+            |report| {
+                println!("{}", report.summary);
+                report.outcome()
+            },
+        ),
+        AdminCommand::Verify(args) => {
+            let json = args.json;
+            run_control(
+                control::verify::run(config, &args, Display::Auto),
+                |report| {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&report).unwrap_or_default()
+                        );
+                    } else {
+                        print!("{}", report.text());
+                    }
+                    report.outcome()
+                },
+            )
+        }
+        AdminCommand::Backup(args) => run_control(
+            control::backup::run(config, &args, Display::Auto),
+            |report| {
+                println!("{}", report.summary);
+                Ok(())
+            },
+        ),
+        AdminCommand::Restore(args) => run_control(
+            control::restore::run(config, &args, Display::Auto),
+            |report| {
+                print!("{}", report.text());
+                report.outcome()
+            },
+        ),
     }
 }
 

@@ -59,6 +59,19 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub control: ControlConfig,
+}
+
+/// `[control]`: the job queue of the control plane (SPEC section 8).
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// A node that newly appears in a cluster is write-only until a
+    /// recover-node job for it is done.
+    pub auto_recover: bool,
+    /// A dead worker's node lock expires after this.
+    pub job_lock_ttl: Duration,
+    /// A failing job is tried this many times, with backoff, then marked failed.
+    pub max_attempts: u32,
 }
 
 /// `[server]`: the listener.

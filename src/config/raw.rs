@@ -24,6 +24,7 @@ pub(crate) struct RawConfig {
     pub route: Option<Vec<toml::Table>>,
     pub metrics: Option<toml::Table>,
     pub log: Option<toml::Table>,
+    pub control: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,6 +48,14 @@ pub(crate) struct RawWrite {
     pub timeout: Option<String>,
     pub coalesce_delay: Option<String>,
     pub coalesce_max_bytes: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawControl {
+    pub auto_recover: Option<bool>,
+    pub job_lock_ttl: Option<String>,
+    pub max_attempts: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

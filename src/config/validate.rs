@@ -10,15 +10,15 @@ use std::time::Duration;
 use super::error::Problems;
 use super::nodes::clusters;
 use super::raw::{
-    join, table_into, RawBuffer, RawConfig, RawHealth, RawLog, RawMetrics, RawRouting, RawServer,
-    RawWrite,
+    join, table_into, RawBuffer, RawConfig, RawControl, RawHealth, RawLog, RawMetrics, RawRouting,
+    RawServer, RawWrite,
 };
 use super::routes::routes;
 use super::units::{parse_duration, parse_size};
 use super::{
-    BufferConfig, CoalesceConfig, Config, Consistency, FsyncPolicy, HealthConfig, LogConfig,
-    LogFormat, MetricsConfig, OnFull, RoutingConfig, RoutingSource, ServerConfig, ServerTlsConfig,
-    UdpConfig, WriteConfig,
+    BufferConfig, CoalesceConfig, Config, Consistency, ControlConfig, FsyncPolicy, HealthConfig,
+    LogConfig, LogFormat, MetricsConfig, OnFull, RoutingConfig, RoutingSource, ServerConfig,
+    ServerTlsConfig, UdpConfig, WriteConfig,
 };
 
 /// Builds the configuration; the result is only meaningful when `problems`
@@ -40,6 +40,8 @@ pub(crate) fn build(raw: RawConfig, problems: &mut Problems) -> Config {
     let metrics = check_metrics(metrics, problems);
     let log = table_into(raw.log.unwrap_or_default(), "log", problems);
     let log = check_log(log, problems);
+    let control = table_into(raw.control.unwrap_or_default(), "control", problems);
+    let control = check_control(control, problems);
     Config {
         server,
         write,
@@ -50,6 +52,16 @@ pub(crate) fn build(raw: RawConfig, problems: &mut Problems) -> Config {
         routes,
         metrics,
         log,
+        control,
+    }
+}
+
+fn check_control(raw: RawControl, problems: &mut Problems) -> ControlConfig {
+    let mut s = Section::new("control", problems);
+    ControlConfig {
+        auto_recover: raw.auto_recover.unwrap_or(false),
+        job_lock_ttl: s.duration("job_lock_ttl", raw.job_lock_ttl, "30s", false),
+        max_attempts: s.count("max_attempts", raw.max_attempts, 3),
     }
 }
 

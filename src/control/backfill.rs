@@ -54,6 +54,9 @@ pub struct BackfillArgs {
     /// The file recording finished pieces (default: under [buffer] dir, named after the arguments)
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// Forget what the state file records and start over
+    #[arg(long)]
+    pub restart: bool,
 }
 
 /// What a backfill did.
@@ -135,6 +138,9 @@ pub async fn run(
         .state
         .clone()
         .unwrap_or_else(|| ledger::default_path(&config.buffer.dir, "backfill", &work));
+    if args.restart {
+        ledger::forget(&path)?;
+    }
     let mut ledger = FileLedger::open(&path, &work)?;
     let http = HttpClient::new().map_err(ControlError::Failed)?;
     let src = Influx::new(src, http.clone());

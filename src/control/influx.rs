@@ -159,6 +159,7 @@ impl Influx {
         Ok(RowStream {
             body: response.into_body(),
             buf: BytesMut::new(),
+            scanner: msgpack::Scanner::default(),
             ended: false,
             bytes: 0,
             label: self.endpoint.label.clone(),
@@ -202,6 +203,7 @@ impl Influx {
 pub struct RowStream {
     body: Incoming,
     buf: BytesMut,
+    scanner: msgpack::Scanner,
     ended: bool,
     bytes: u64,
     label: String,
@@ -213,7 +215,7 @@ impl RowStream {
     /// once the answer has ended.
     pub async fn next_chunk(&mut self, rows: &mut dyn Rows) -> Result<bool, ControlError> {
         loop {
-            let found = msgpack::complete(&self.buf).map_err(|e| self.failed(e))?;
+            let found = self.scanner.scan(&self.buf).map_err(|e| self.failed(e))?;
             if let Some(len) = found {
                 let chunk = self.buf.split_to(len).freeze();
                 answer::read_chunk(&chunk, rows).map_err(|e| self.failed(e))?;

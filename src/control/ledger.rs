@@ -72,7 +72,10 @@ impl FileLedger {
     /// command and its arguments; a file recorded for other work is refused.
     pub fn open(path: &Path, work: &str) -> Result<FileLedger, ControlError> {
         let failed = |what: &str, e: std::io::Error| {
-            ControlError::Failed(format!("state file {}: {what}: {e}", path.display()))
+            ControlError::Failed(format!(
+                "state file {}: {what}: {e} (give another with --state FILE)",
+                path.display()
+            ))
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| failed("cannot create its directory", e))?;
@@ -184,6 +187,18 @@ impl Ledger for FileLedger {
 
     fn finished(&self) -> Vec<(String, serde_json::Value)> {
         self.entries.clone()
+    }
+}
+
+/// Removes the ledger at `path` (`--restart`); a missing one is fine.
+pub fn forget(path: &Path) -> Result<(), ControlError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ControlError::Failed(format!(
+            "state file {}: cannot remove it: {e}",
+            path.display()
+        ))),
     }
 }
 

@@ -55,6 +55,19 @@ impl Rows for Encoder {
         if values[1..].iter().all(|v| matches!(v, Scalar::Nil)) {
             return Ok(());
         }
+        let has_newline = |b: &[u8]| memchr::memchr(b'\n', b).is_some();
+        if has_newline(series.name)
+            || series
+                .tags
+                .iter()
+                .any(|(k, v)| has_newline(k) || has_newline(v))
+            || series.columns.iter().any(|c| has_newline(c))
+        {
+            return Err(format!(
+                "series {:?} has a newline in a name or tag value, which line protocol cannot carry",
+                String::from_utf8_lossy(series.name)
+            ));
+        }
         let start = self.out.len();
         escape(&mut self.out, series.name, b", ");
         for (key, value) in &series.tags {

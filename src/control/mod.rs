@@ -16,6 +16,7 @@
 
 pub mod answer;
 pub mod backfill;
+pub mod backup;
 pub mod endpoint;
 pub mod http;
 pub mod influx;
@@ -24,10 +25,13 @@ pub mod lines;
 pub mod msgpack;
 pub mod pieces;
 pub mod progress;
+pub mod restore;
 pub mod routes;
 pub mod schema;
 pub mod status;
+pub mod sync_schema;
 pub mod time;
+pub mod verify;
 pub mod writer;
 
 /// Why a control-plane command failed; its message names what failed.

@@ -36,28 +36,59 @@ const MAX_DEPTH: usize = 32;
 /// The length of the whole value at the start of `buf`, or `None` when the
 /// buffer ends before the value does.
 pub fn complete(buf: &[u8]) -> Result<Option<usize>, Malformed> {
-    let mut cursor = Cursor::new(buf);
-    // values still to skip at each open container level
-    let mut pending: Vec<u64> = vec![1];
-    while let Some(top) = pending.last_mut() {
-        if *top == 0 {
-            pending.pop();
-            continue;
+    Scanner::default().scan(buf)
+}
+
+/// Finds where a top-level value ends in a buffer that grows: each call
+/// goes on from where the previous one stopped, so a value that arrives in
+/// many pieces is scanned once.
+#[derive(Debug, Default)]
+pub struct Scanner {
+    /// Where the scan stopped (the start of an element not yet whole).
+    pos: usize,
+    /// Values still to skip at each open container level; empty before a
+    /// scan has started.
+    pending: Vec<u64>,
+}
+
+impl Scanner {
+    /// The length of the value at the start of `buf` once it is whole, or
+    /// `None` while it is not; `buf` must only have grown since the last
+    /// call. After `Some`, the scanner starts over for the next value.
+    pub fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, Malformed> {
+        if self.pending.is_empty() {
+            self.pos = 0;
+            self.pending.push(1);
         }
-        *top -= 1;
-        match cursor.head() {
-            Ok(Ok(0)) => {}
-            Ok(Ok(children)) => {
-                if pending.len() >= MAX_DEPTH {
-                    return Err(Malformed("nested too deeply".into()));
-                }
-                pending.push(children);
+        let mut cursor = Cursor::new(buf);
+        cursor.pos = self.pos;
+        while let Some(top) = self.pending.last_mut() {
+            if *top == 0 {
+                self.pending.pop();
+                continue;
             }
-            Ok(Err(marker)) => return Err(Malformed(format!("unknown marker 0x{marker:02x}"))),
-            Err(Short) => return Ok(None),
+            let at = cursor.pos;
+            match cursor.head() {
+                Ok(Ok(children)) => {
+                    *top -= 1;
+                    if children > 0 {
+                        if self.pending.len() >= MAX_DEPTH {
+                            return Err(Malformed("nested too deeply".into()));
+                        }
+                        self.pending.push(children);
+                    }
+                }
+                Ok(Err(marker)) => return Err(Malformed(format!("unknown marker 0x{marker:02x}"))),
+                Err(Short) => {
+                    self.pos = at;
+                    return Ok(None);
+                }
+            }
         }
+        let end = cursor.pos;
+        self.pos = 0;
+        Ok(Some(end))
     }
-    Ok(Some(cursor.pos))
 }
 
 /// Ran past the end of the buffer.
@@ -253,6 +284,22 @@ mod tests {
         let mut two = value.to_vec();
         two.extend_from_slice(&value);
         assert_eq!(complete(&two), Ok(Some(value.len())));
+    }
+
+    #[test]
+    fn a_scanner_goes_on_where_it_stopped() {
+        let value = [0x81, 0xa1, b'a', 0x93, 0x01, 0xa2, b'x', b'y', 0xc0];
+        let mut two = value.to_vec();
+        two.extend_from_slice(&value);
+        let mut scanner = Scanner::default();
+        for cut in 0..value.len() {
+            assert_eq!(scanner.scan(&two[..cut]), Ok(None), "cut at {cut}");
+        }
+        assert_eq!(scanner.scan(&two[..value.len()]), Ok(Some(value.len())));
+        // the next value, in a new buffer
+        let rest = &two[value.len()..];
+        assert_eq!(scanner.scan(&rest[..3]), Ok(None));
+        assert_eq!(scanner.scan(rest), Ok(Some(value.len())));
     }
 
     #[test]

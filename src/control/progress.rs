@@ -23,6 +23,8 @@ pub enum Display {
 /// Counts of a long command, shown as they change.
 pub struct Progress {
     verb: &'static str,
+    /// What a piece is called in messages ("pieces", "files").
+    unit: &'static str,
     bar: Option<ProgressBar>,
     plain: bool,
     started: Instant,
@@ -37,13 +39,23 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(verb: &'static str, pieces_total: u64, display: Display) -> Progress {
+        Progress::counting("pieces", verb, pieces_total, display)
+    }
+
+    /// Like [`Progress::new`], calling pieces `unit`.
+    pub fn counting(
+        unit: &'static str,
+        verb: &'static str,
+        pieces_total: u64,
+        display: Display,
+    ) -> Progress {
         let terminal = display == Display::Auto && std::io::stderr().is_terminal();
         let bar = terminal.then(|| {
             let bar =
                 ProgressBar::with_draw_target(Some(pieces_total), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} pieces, {msg} (ETA {eta})",
-            )
+            let style = ProgressStyle::with_template(&format!(
+                "{{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit}, {{msg}} (ETA {{eta}})"
+            ))
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
             bar.set_style(style);
@@ -53,6 +65,7 @@ impl Progress {
         });
         Progress {
             verb,
+            unit,
             bar,
             plain: display == Display::Auto && !terminal,
             started: Instant::now(),
@@ -104,10 +117,11 @@ impl Progress {
         } else if self.plain && self.last_line.elapsed() >= PLAIN_EVERY {
             self.last_line = Instant::now();
             eprintln!(
-                "{}: {}/{} pieces, {}",
+                "{}: {}/{} {}, {}",
                 self.verb,
                 self.pieces_done,
                 self.pieces_total,
+                self.unit,
                 self.counts()
             );
         }
@@ -132,18 +146,26 @@ impl Progress {
         }
         let secs = self.started.elapsed().as_secs_f64();
         let skipped = if self.pieces_skipped > 0 {
-            format!(", {} skipped as done before", self.pieces_skipped)
+            format!(
+                ", {} skipped as done before (--restart redoes them)",
+                self.pieces_skipped
+            )
         } else {
             String::new()
         };
         format!(
-            "{}: {} points, {} in {:.1} s ({} points/s); {} pieces{skipped}",
+            "{}: {} points, {} in {:.1} s ({} points/s); {} {}{skipped}",
             self.verb,
             thousands(self.points),
             bytes(self.bytes),
             secs,
             thousands(self.rate() as u64),
             self.pieces_done,
+            if self.pieces_done == 1 {
+                self.unit.trim_end_matches('s')
+            } else {
+                self.unit
+            },
         )
     }
 
@@ -201,6 +223,9 @@ mod tests {
         p.piece_done(true);
         let s = p.finish();
         assert!(s.starts_with("backfill: 10 points, 100 B in "), "{s}");
-        assert!(s.ends_with("2 pieces, 1 skipped as done before"), "{s}");
+        assert!(
+            s.ends_with("2 pieces, 1 skipped as done before (--restart redoes them)"),
+            "{s}"
+        );
     }
 }

@@ -65,6 +65,8 @@ pub struct User {
 #[derive(Debug, Clone)]
 pub struct Schema {
     pub databases: Vec<Database>,
+    /// What could not be read, with why (becomes [`Plan::skipped`]).
+    pub notes: Vec<String>,
     /// `Err` with the reason when users could not be read (credentials
     /// that are not an admin's).
     pub users: Result<Vec<User>, String>,
@@ -103,15 +105,24 @@ pub async fn read(server: &Influx, only: &[String], scope: Scope) -> Result<Sche
         only.to_vec()
     };
     let mut cqs: HashMap<String, Vec<ContinuousQuery>> = HashMap::new();
-    if scope == Scope::Everything {
-        for series in server.query_one(None, "SHOW CONTINUOUS QUERIES").await? {
-            let list = cqs.entry(series.name.clone()).or_default();
-            for row in &series.values {
-                list.push(ContinuousQuery {
-                    name: str_of(series.get(row, "name")),
-                    query: str_of(series.get(row, "query")),
-                });
+    let mut notes = Vec::new();
+    let cq_series = match scope {
+        Scope::Everything => match server.query_one(None, "SHOW CONTINUOUS QUERIES").await {
+            Ok(series) => series,
+            Err(e) => {
+                notes.push(format!("continuous queries not copied: {e}"));
+                Vec::new()
             }
+        },
+        Scope::Storage => Vec::new(),
+    };
+    for series in cq_series {
+        let list = cqs.entry(series.name.clone()).or_default();
+        for row in &series.values {
+            list.push(ContinuousQuery {
+                name: str_of(series.get(row, "name")),
+                query: str_of(series.get(row, "query")),
+            });
         }
     }
     let mut databases = Vec::with_capacity(chosen.len());
@@ -128,7 +139,11 @@ pub async fn read(server: &Influx, only: &[String], scope: Scope) -> Result<Sche
     } else {
         Ok(Vec::new())
     };
-    Ok(Schema { databases, users })
+    Ok(Schema {
+        databases,
+        notes,
+        users,
+    })
 }
 
 /// Every database on `server`.
@@ -263,6 +278,7 @@ impl Passwords {
 /// [`Scope::Everything`]) continuous query and user of `src`.
 pub fn plan(src: &Schema, dst: &Schema, scope: Scope, passwords: &Passwords) -> Plan {
     let mut plan = Plan::default();
+    plan.skipped.extend(src.notes.iter().cloned());
     for db in &src.databases {
         plan_database(db, dst.database(&db.name), scope, &mut plan);
     }
@@ -450,6 +466,7 @@ pub async fn ensure_storage(src: &[Database], dst: &Influx) -> Result<usize, Con
     let dst_schema = read(dst, &present, Scope::Storage).await?;
     let src_schema = Schema {
         databases: src.to_vec(),
+        notes: Vec::new(),
         users: Ok(Vec::new()),
     };
     let plan = plan(
@@ -492,10 +509,12 @@ mod tests {
                 vec![rp("keep", true), rp("short", false)],
                 vec![],
             )],
+            notes: Vec::new(),
             users: Ok(vec![]),
         };
         let dst = Schema {
             databases: vec![],
+            notes: Vec::new(),
             users: Ok(vec![]),
         };
         let p = plan(&src, &dst, Scope::Everything, &Passwords::default());
@@ -513,6 +532,7 @@ mod tests {
     fn equal_schemas_need_nothing_and_differences_are_altered_never_dropped() {
         let src = Schema {
             databases: vec![db("d", vec![rp("a", true), rp("b", false)], vec![])],
+            notes: Vec::new(),
             users: Ok(vec![]),
         };
         let same = plan(&src, &src.clone(), Scope::Everything, &Passwords::default());
@@ -525,6 +545,7 @@ mod tests {
                 vec![rp("a", false), other, rp("extra", false)],
                 vec![],
             )],
+            notes: Vec::new(),
             users: Ok(vec![]),
         };
         let p = plan(&src, &dst, Scope::Everything, &Passwords::default());
@@ -543,6 +564,7 @@ mod tests {
         let grants = |g: &[(&str, Privilege)]| g.iter().map(|(d, p)| (d.to_string(), *p)).collect();
         let src = Schema {
             databases: vec![db("d", vec![rp("autogen", true)], vec![])],
+            notes: Vec::new(),
             users: Ok(vec![
                 User {
                     name: "new".into(),
@@ -563,6 +585,7 @@ mod tests {
         };
         let dst = Schema {
             databases: src.databases.clone(),
+            notes: Vec::new(),
             users: Ok(vec![User {
                 name: "old".into(),
                 admin: false,
@@ -597,6 +620,7 @@ mod tests {
                 vec![rp("autogen", true)],
                 vec![cq("CREATE CONTINUOUS QUERY c ON d BEGIN x END")],
             )],
+            notes: Vec::new(),
             users: Ok(vec![]),
         };
         let dst = Schema {
@@ -605,6 +629,7 @@ mod tests {
                 vec![rp("autogen", true)],
                 vec![cq("CREATE CONTINUOUS QUERY c ON d BEGIN y END")],
             )],
+            notes: Vec::new(),
             users: Ok(vec![]),
         };
         let p = plan(&src, &dst, Scope::Everything, &Passwords::default());

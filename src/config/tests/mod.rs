@@ -302,3 +302,30 @@ fn redis_source_keys_have_defaults_and_are_checked() {
     let (key, _) = only_problem(with_cluster("[routing]\nsource = \"etcd\""));
     assert_eq!(key, "routing.source");
 }
+
+#[test]
+fn control_keys_have_defaults_and_are_checked() {
+    let config = with_cluster("").unwrap();
+    assert!(!config.control.auto_recover);
+    assert_eq!(config.control.job_lock_ttl, Duration::from_secs(30));
+    assert_eq!(config.control.max_attempts, 3);
+    let config =
+        with_cluster("[control]\nauto_recover = true\njob_lock_ttl = \"1m\"\nmax_attempts = 5")
+            .unwrap();
+    assert!(config.control.auto_recover);
+    assert_eq!(config.control.job_lock_ttl, Duration::from_secs(60));
+    assert_eq!(config.control.max_attempts, 5);
+    let all = problems(with_cluster(
+        "[control]\njob_lock_ttl = \"0s\"\nmax_attempts = 0\nworkers = 2",
+    ));
+    let keys: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "control.workers",
+            "control.job_lock_ttl",
+            "control.max_attempts"
+        ],
+        "{all:?}"
+    );
+}

@@ -33,7 +33,7 @@
 //! assert!(summarize(&statements).is_err());
 //! ```
 
-mod lexer;
+pub mod lexer;
 pub mod sources;
 #[cfg(test)]
 mod tests;
