@@ -176,7 +176,7 @@ async fn backfill_killed_midway_resumes_to_the_same_end_state() {
     let big = Big {
         measurements: 6,
         groups: 5,
-        per_piece: 10_000,
+        per_piece: 5_000,
     };
     let loaded = Instant::now();
     dataset::load_big(&src, "big", big).await;
@@ -222,6 +222,7 @@ async fn backfill_killed_midway_resumes_to_the_same_end_state() {
     let rerun = admin.run(&args).await;
     rerun.expect(0);
     let line = summary(&rerun);
+    eprintln!("killed after {recorded} pieces; the rerun: {line}");
     let pieces = number_before(&line, " pieces").expect("pieces in the summary");
     let skipped = number_before(&line, " skipped as done before").unwrap_or(0);
     assert!(
@@ -240,13 +241,17 @@ async fn backfill_killed_midway_resumes_to_the_same_end_state() {
     );
     let groups = shard_groups(&src, "big").await;
     assert_eq!(groups.len(), big.groups);
-    let expected = snapshot(&src, "big", &groups).await;
+    assert_eq!(shard_groups(&dst, "big").await, groups);
+    // whole-range answers only: every field has one type here
+    let compared = Instant::now();
+    let expected = snapshot(&src, "big", &[]).await;
     assert_eq!(
         expected.rows.values().sum::<usize>(),
         big.total(),
         "the source lacks points"
     );
-    assert_same(&expected, &snapshot(&dst, "big", &groups).await);
+    assert_same(&expected, &snapshot(&dst, "big", &[]).await);
+    eprintln!("compared in {:?}", compared.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread")]

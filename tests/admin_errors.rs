@@ -111,10 +111,10 @@ async fn wrong_credentials_fail_with_the_servers_answer_and_nothing_is_written()
         let run = admin.run(&args).await;
         assert_fails(&run, 1, &["401", "authorization failed", &src_port]);
         assert_empty(&dst, &run).await;
+        let printed = format!("{}{}", run.stdout, run.stderr);
         assert!(
-            !run.output().contains("b4d-pa55"),
-            "password printed:\n{}",
-            run.output()
+            !printed.contains("b4d-pa55"),
+            "password printed:\n{printed}"
         );
     }
     let dst_port = b.port().to_string();
@@ -165,15 +165,28 @@ async fn unknown_databases_and_bad_ranges_are_refused_before_anything_is_written
     }
 
     // restore of a backup that has no such database
+    let fresh = admin.path("fresh").display().to_string();
     admin
-        .run(&["backup", "--from", &from, "--out", &backup])
+        .run(&["backup", "--from", &from, "--out", &fresh])
         .await
         .expect(0);
     let run = admin
-        .run(&["restore", &backup, "--to", &to, "--db", "nope"])
+        .run(&["restore", &fresh, "--to", &to, "--db", "nope"])
         .await;
     assert_fails(&run, 1, &["nope"]);
     assert_empty(&dst, &run).await;
+
+    // a backup into the DIR of the failed `backup --db nope` above: a run
+    // that failed before writing anything must not stand in its way
+    let run = admin
+        .run(&["backup", "--from", &from, "--out", &backup])
+        .await;
+    assert_eq!(
+        run.code,
+        0,
+        "a failed backup blocks the next one into its DIR:\n{}",
+        run.output()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -134,18 +134,27 @@ pub async fn snapshot(server: &Server, db: &str, groups: &[Group]) -> Snapshot {
     }
 }
 
-/// Rows in all series of a JSON answer.
+/// Rows in all series of a JSON answer (0 for an error).
 pub fn count_rows(body: &[u8]) -> usize {
-    let doc: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    doc.pointer("/results/0/series")
-        .and_then(Value::as_array)
-        .map(|series| {
-            series
-                .iter()
-                .map(|s| s["values"].as_array().map_or(0, Vec::len))
-                .sum()
-        })
-        .unwrap_or(0)
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        #[serde(default)]
+        results: Vec<Statement>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Statement {
+        #[serde(default)]
+        series: Vec<Series>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Series {
+        #[serde(default)]
+        values: Vec<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Answer>(body)
+        .ok()
+        .and_then(|a| a.results.into_iter().next())
+        .map_or(0, |r| r.series.iter().map(|s| s.values.len()).sum())
 }
 
 /// Panics naming every answer that differs between `expected` and `actual`.

@@ -1,7 +1,7 @@
 //! The data the `admin` data-command tests copy, back up and compare, and a
 //! small client for the real `influxd` they load it into.
 //!
-//! [`Dataset::build`] is small (about 700 points) but holds what an exact
+//! [`Dataset::build`] is small (544 points) but holds what an exact
 //! copy can get wrong: all four field types, a tag and a field with the
 //! same name, escapes and Unicode in measurement, tag and field names and
 //! values, newlines inside string values, float and integer extremes, `-0`,
