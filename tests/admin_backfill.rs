@@ -286,6 +286,43 @@ async fn backfill_to_a_cluster_name_fills_every_write_enabled_node() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_to_a_cluster_with_a_node_down_fails_naming_it_and_a_rerun_completes_it() {
+    let nodes = start(3);
+    let src = Server::of(&nodes[0]);
+    let (up, down) = (Server::of(&nodes[1]), Server::of(&nodes[2]));
+    dataset::load(&src).await;
+    let admin = Admin::with_clusters(&[Cluster::new("replicas")
+        .node("up", &up.url, "read-write")
+        .node("down", &down.url, "read-write")]);
+    nodes[2].stop();
+    let state = admin.path("down.state").display().to_string();
+    let args = [
+        "backfill",
+        "--from",
+        &src.spec(),
+        "--to",
+        "replicas",
+        "--state",
+        &state,
+    ];
+    let run = admin.run(&args).await;
+    run.expect(1);
+    assert!(
+        run.output().contains("replicas/down") || run.output().contains(&down.url),
+        "the node that is down is not named:\n{}",
+        run.output()
+    );
+
+    tokio::task::block_in_place(|| nodes[2].start_again());
+    admin.run(&args).await.expect(0);
+    for replica in [&up, &down] {
+        for db in [DB, DB2] {
+            assert_copied(&src, replica, db).await;
+        }
+    }
+}
+
 #[test]
 fn output_helpers_read_what_the_commands_print() {
     assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));

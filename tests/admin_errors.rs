@@ -190,6 +190,32 @@ async fn unknown_databases_and_bad_ranges_are_refused_before_anything_is_written
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_retention_policy_is_refused_by_every_command() {
+    let (a, b) = start_two();
+    let (src, dst) = (Server::of(&a), Server::of(&b));
+    dataset::load(&src).await;
+    let admin = Admin::new();
+    let (from, to) = (src.spec(), dst.spec());
+    // all of them run, to see every one that does not fail
+    let backup_rp = admin.path("b-rp").display().to_string();
+    let mut silent = Vec::new();
+    for args in commands(&from, &to, &backup_rp).into_iter().skip(1).take(3) {
+        let run = admin
+            .run(&[&args[..], &["--db", DB, "--rp", "nope"][..]].concat())
+            .await;
+        if run.code != 1 || !run.output().contains("nope") {
+            silent.push(run.output());
+        }
+        assert_empty(&dst, &run).await;
+    }
+    assert!(
+        silent.is_empty(),
+        "--rp nope did not fail naming it:\n{}",
+        silent.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_cluster_or_node_of_the_configuration_is_named() {
     let (a, b) = start_two();
     let (src, dst) = (Server::of(&a), Server::of(&b));
@@ -217,4 +243,37 @@ async fn an_unknown_cluster_or_node_of_the_configuration_is_named() {
         .await
         .expect(0);
     assert_eq!(dst.databases().await, vec![DB.to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_the_destination_refuses_fails_with_its_status_and_text() {
+    let (a, b) = start_two();
+    let (src, dst) = (Server::of(&a), Server::of(&b));
+    dataset::load(&src).await;
+    // on DST, `mixed` has a string field `v` where the source has integers
+    dst.json("CREATE DATABASE \"dset\"", None).await;
+    let line = format!("mixed,kind=int v=\"text\" {}\n", dataset::T2010 + 1);
+    dst.write(DB, "autogen", line).await;
+    let admin = Admin::new();
+    let backup = admin.path("b").display().to_string();
+    admin
+        .run(&["backup", "--from", &src.spec(), "--out", &backup])
+        .await
+        .expect(0);
+    let port = b.port().to_string();
+    for args in [
+        vec![
+            "backfill",
+            "--from",
+            &src.spec(),
+            "--to",
+            &dst.spec(),
+            "--db",
+            DB,
+        ],
+        vec!["restore", &backup, "--to", &dst.spec(), "--db", DB],
+    ] {
+        let run = admin.run(&args).await;
+        assert_fails(&run, 1, &["400", "field type conflict", DB, "mixed", &port]);
+    }
 }

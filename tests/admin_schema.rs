@@ -11,7 +11,7 @@ mod support;
 
 use serde_json::Value;
 
-use support::admin::Admin;
+use support::admin::{Admin, Cluster};
 use support::compare::ident;
 use support::dataset::{self, Server, DB, DB2, USERS};
 use support::Influxd;
@@ -289,4 +289,26 @@ async fn sync_schema_copies_users_and_grants_with_the_passwords_given() {
         before,
         "the second run changed DST"
     );
+
+    // named through a configuration, the nodes get their cluster's credentials
+    let named = Admin::with_clusters(&[
+        Cluster::new("new")
+            .credentials("admin", "dst-adm1n")
+            .node("b", &dst.url, "read-write"),
+        Cluster::new("old")
+            .credentials("admin", "adm1n")
+            .node("a", &src.url, "read-write"),
+    ]);
+    let sync = [
+        "sync-schema",
+        "--from",
+        "old/a",
+        "--to",
+        "new/b",
+        "--user-password-file",
+        &passwords,
+    ];
+    let third = named.run(&sync).await;
+    third.expect(0);
+    assert!(third.stdout.contains("nothing to do"), "{}", third.output());
 }

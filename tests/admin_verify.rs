@@ -245,3 +245,55 @@ async fn verify_compares_only_what_its_filters_select() {
         assert!(dst_n < src_n);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_finds_changed_values_and_times_with_the_same_point_counts() {
+    let (a, b) = start_two();
+    let (src, dst) = (Server::of(&a), Server::of(&b));
+    let data = dataset::load(&src).await;
+    dataset::load(&dst).await;
+    let point = |m: &str| {
+        data.points
+            .iter()
+            .find(|p| p.measurement == m && p.time > dataset::T2015)
+            .unwrap_or_else(|| panic!("a {m} point after 2015"))
+            .clone()
+    };
+    // one value overwritten (same series and time)
+    let cpu = point("cpu");
+    dst.write(DB, "autogen", cpu.line.replacen("usage=", "usage=1", 1))
+        .await;
+    // one point moved by a nanosecond
+    let dup = point("dup");
+    let q = format!(
+        "DELETE FROM \"dup\" WHERE time >= {t} AND time <= {t}",
+        t = dup.time
+    );
+    dst.json(&q, Some(DB)).await;
+    let moved = dup
+        .line
+        .replace(&dup.time.to_string(), &(dup.time + 1).to_string());
+    dst.write(DB, "autogen", moved).await;
+    let count = "SELECT count(*) FROM \"dset\".\"autogen\".\"dup\"";
+    assert_eq!(src.rows(count, None).await, dst.rows(count, None).await);
+
+    let run = Admin::new()
+        .run(&[
+            "verify",
+            "--from",
+            &src.spec(),
+            "--to",
+            &dst.spec(),
+            "--json",
+        ])
+        .await;
+    run.expect(1);
+    let mut expected = Vec::new();
+    for p in [&cpu, &dup] {
+        let g = group_of(&src, p.time).await;
+        let n = data.count_in(DB, "autogen", p.measurement, g.start, g.end) as u64;
+        expected.push((p.measurement.to_string(), g.rp, g.start, g.end, n, n));
+    }
+    expected.sort();
+    assert_eq!(differences(&json(&run)), expected, "{}", run.output());
+}
