@@ -350,6 +350,18 @@ fn plan_database(src: &Database, dst: Option<&Database>, scope: Scope, plan: &mu
     }
     if scope == Scope::Everything {
         for cq in &src.continuous_queries {
+            if !defines_cq(&cq.query, &cq.name, &src.name) {
+                plan.skipped.push(format!(
+                    "continuous query {:?} on {:?} not copied: its text is not one \
+                     `CREATE CONTINUOUS QUERY {} ON {} …` statement: `{}`",
+                    cq.name,
+                    src.name,
+                    ident(&cq.name),
+                    ident(&src.name),
+                    cq.query
+                ));
+                continue;
+            }
             match dst.continuous_queries.iter().find(|c| c.name == cq.name) {
                 None => plan.statements.push(Statement::plain(cq.query.clone())),
                 Some(have) if have.query != cq.query => plan.skipped.push(format!(
@@ -361,6 +373,33 @@ fn plan_database(src: &Database, dst: Option<&Database>, scope: Scope, plan: &mu
             }
         }
     }
+}
+
+/// Whether `text` is exactly one statement that creates continuous query
+/// `name` on database `db`: the text comes from a server or a backup
+/// manifest and is run as it is, so it must not be able to do anything else.
+pub fn defines_cq(text: &str, name: &str, db: &str) -> bool {
+    use crate::protocol::influxql::lexer::{tokens, TokenKind};
+    let all: Vec<_> = tokens(text).collect();
+    let names = |i: usize, want: &str| {
+        all.get(i).is_some_and(|t| match t.kind {
+            TokenKind::Word => t.text == want,
+            TokenKind::QuotedIdent => t.text == ident(want),
+            _ => false,
+        })
+    };
+    let single = match all.iter().position(|t| t.kind == TokenKind::Semicolon) {
+        None => true,
+        Some(i) => i == all.len() - 1,
+    };
+    single
+        && all.len() > 6
+        && all[0].is_keyword("CREATE")
+        && all[1].is_keyword("CONTINUOUS")
+        && all[2].is_keyword("QUERY")
+        && names(3, name)
+        && all[4].is_keyword("ON")
+        && names(5, db)
 }
 
 fn privilege_name(p: Privilege) -> &'static str {
@@ -606,6 +645,42 @@ mod tests {
         assert!(p.statements[0].text.contains("'s3:cret'"));
         assert_eq!(p.skipped.len(), 1);
         assert!(p.skipped[0].contains("nopass"));
+    }
+
+    #[test]
+    fn only_a_create_continuous_query_statement_counts_as_one() {
+        let ok = r#"CREATE CONTINUOUS QUERY "c q" ON d BEGIN SELECT mean(v) INTO m2 FROM m GROUP BY time(1h) END"#;
+        assert!(defines_cq(ok, "c q", "d"));
+        assert!(!defines_cq(ok, "c q", "other"));
+        assert!(!defines_cq(ok, "c", "d"));
+        for bad in [
+            "DROP DATABASE d",
+            r#"CREATE CONTINUOUS QUERY "c q" ON d BEGIN SELECT v INTO m2 FROM m GROUP BY time(1h) END; DROP DATABASE d"#,
+            "CREATE USER x WITH PASSWORD 'p' WITH ALL PRIVILEGES",
+            "",
+        ] {
+            assert!(!defines_cq(bad, "c q", "d"), "{bad}");
+        }
+        let src = Schema {
+            databases: vec![db(
+                "d",
+                vec![rp("autogen", true)],
+                vec![ContinuousQuery {
+                    name: "c".into(),
+                    query: "DROP DATABASE d".into(),
+                }],
+            )],
+            notes: Vec::new(),
+            users: Ok(vec![]),
+        };
+        let dst = Schema {
+            databases: vec![],
+            notes: Vec::new(),
+            users: Ok(vec![]),
+        };
+        let p = plan(&src, &dst, Scope::Everything, &Passwords::default());
+        assert_eq!(p.statements.len(), 1, "{:?}", p.statements);
+        assert!(p.skipped[0].contains("not copied"), "{:?}", p.skipped);
     }
 
     #[test]

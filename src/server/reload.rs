@@ -30,6 +30,8 @@ pub struct ReloadState {
     /// With `source = "redis"`: whether the router's notice queue is bound
     /// to the exchange right now (`None` with other sources).
     pub notices_subscribed: Option<bool>,
+    /// The Redis routing document's version the live table follows.
+    pub document_version: Option<u64>,
 }
 
 /// A candidate table that was not published, and why.
@@ -82,6 +84,12 @@ impl Sink for Publisher {
 
     fn set_notices_subscribed(&self, subscribed: bool) {
         self.0.reloads.set_notices_subscribed(subscribed);
+    }
+
+    fn set_document_version(&self, version: u64) {
+        self.0
+            .reloads
+            .update(|s| s.document_version = Some(version));
     }
 }
 

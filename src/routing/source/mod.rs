@@ -51,4 +51,8 @@ pub trait Sink: Send + Sync + 'static {
 
     /// Whether change notices (RabbitMQ) are being received right now.
     fn set_notices_subscribed(&self, subscribed: bool);
+
+    /// The version of the routing document (Redis) the live table follows,
+    /// once a document of that version has been applied.
+    fn set_document_version(&self, version: u64);
 }
