@@ -167,6 +167,33 @@ async fn backup_then_restore_gives_back_exactly_the_source_also_under_another_na
             continuous_queries(&src, db).await
         );
     }
+
+    // a name that needs quoting, in and out
+    let other = "copy 2";
+    admin
+        .run(&[
+            "restore",
+            &out_arg,
+            "--to",
+            &dst.spec(),
+            "--db",
+            DB2,
+            "--as",
+            other,
+        ])
+        .await
+        .expect(0);
+    assert_restored(&src, DB2, &dst, other).await;
+    let rewritten: Vec<(String, String)> = continuous_queries(&src, DB2)
+        .await
+        .into_iter()
+        .map(|(name, q)| (name, q.replace(&ident(DB2), &ident(other))))
+        .collect();
+    assert!(
+        rewritten[0].1.contains("\"copy 2\".main.m"),
+        "{rewritten:?}"
+    );
+    assert_eq!(continuous_queries(&dst, other).await, rewritten);
 }
 
 #[tokio::test(flavor = "multi_thread")]
