@@ -146,20 +146,24 @@ pub async fn read(server: &Influx, only: &[String], scope: Scope) -> Result<Sche
     })
 }
 
-/// Fails unless every database of `schema` has retention policy `rp` (when
-/// one is asked for): a misspelt `--rp` must not pass as "nothing to copy".
+/// Fails when no database of `schema` has retention policy `rp` (when one
+/// is asked for): a misspelt `--rp` must not pass as "nothing to copy".
+/// Databases without it are simply not read.
 pub fn check_rp(schema: &Schema, rp: Option<&str>, server: &Influx) -> Result<(), ControlError> {
     let Some(rp) = rp else { return Ok(()) };
-    for db in &schema.databases {
-        if db.rp(rp).is_none() {
-            return Err(ControlError::Failed(format!(
-                "{}: database {:?} has no retention policy {rp:?}",
-                server.label(),
-                db.name
-            )));
-        }
+    if schema.databases.iter().any(|db| db.rp(rp).is_some()) {
+        return Ok(());
     }
-    Ok(())
+    let names: Vec<String> = schema
+        .databases
+        .iter()
+        .map(|d| format!("{:?}", d.name))
+        .collect();
+    Err(ControlError::Failed(format!(
+        "{}: no retention policy {rp:?} in database {}",
+        server.label(),
+        names.join(", ")
+    )))
 }
 
 /// Every database on `server`.
