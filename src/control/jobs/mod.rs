@@ -63,9 +63,19 @@ impl JobCommand {
         }
         let words = std::iter::once(kind.to_string()).chain(args.iter().cloned());
         JobCommand::try_parse_from(words).map_err(|e| {
+            // the error's first paragraph: clap names missing flags on the
+            // lines after "the following required arguments were not provided:"
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid flags").trim();
-            ControlError::Usage(format!("{kind}: {}", first.trim_start_matches("error: ")))
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.is_empty())
+                .collect();
+            let what = match lines.join(" ") {
+                j if j.is_empty() => "invalid flags".to_string(),
+                j => j,
+            };
+            ControlError::Usage(format!("{kind}: {}", what.trim_start_matches("error: ")))
         })
     }
 }
@@ -120,11 +130,15 @@ mod tests {
         ));
         for (kind, flags) in [
             ("backfill", &["--from", "http://a:1"][..]),
+            ("create-database", &["--cluster", "c"][..]),
             ("backfill", &["--from", "x", "--to", "y", "--bogus"][..]),
             ("format-disk", &[][..]),
         ] {
             match JobCommand::parse(kind, &args(flags)) {
-                Err(ControlError::Usage(m)) => assert!(m.contains(kind), "{m}"),
+                Err(ControlError::Usage(m)) => {
+                    assert!(m.contains(kind), "{m}");
+                    assert!(!m.ends_with(':'), "the missing flags are not named: {m}");
+                }
                 other => panic!("{kind} {flags:?}: {other:?}"),
             }
         }
