@@ -154,14 +154,25 @@ async fn handle(config: &Config, store: &Store, worker: &str, delivery: &Deliver
         Ok(m) => m,
         Err(e) => {
             // with an id, record the failure; without, dead-letter the bytes
-            let id = serde_json::from_slice::<serde_json::Value>(&delivery.data)
-                .ok()
-                .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(String::from))
-                .filter(|id| !id.is_empty() && id.len() <= 128);
+            let value = serde_json::from_slice::<serde_json::Value>(&delivery.data).ok();
+            let text = |name: &str| {
+                let v = value.as_ref()?.get(name)?.as_str()?;
+                Some(v.to_string())
+            };
+            let id = text("id").filter(|id| !id.is_empty() && id.len() <= 128);
             match id {
                 Some(id) => {
                     let error = format!("malformed job message: {e}");
                     tracing::warn!(%worker, job = %id, %error, "job failed");
+                    // published without `admin enqueue`: a listed record, as for any job
+                    if let Ok(None) = store.get(&id).await {
+                        let job = JobMessage {
+                            id: id.clone(),
+                            kind: text("kind").unwrap_or_default(),
+                            args: Vec::new(),
+                        };
+                        let _ = store.create(&job).await;
+                    }
                     let _ = mark_failed(store, &id, &error).await;
                     ack(delivery).await;
                 }
