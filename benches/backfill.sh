@@ -10,9 +10,12 @@
 #             the two steps timed together
 #
 # and after each copy checks that the copy holds exactly SRC's count of every
-# field. It prints each run and the medians: points/s of both, their ratio,
-# the router's peak RSS and CPU, and the CPU seconds each influxd spent, with
-# the CPU the rest of the machine used meanwhile (other load skews figures).
+# field. The order of the two alternates from run to run. It prints each run
+# and the medians: points/s of both and their ratio, the router's peak RSS,
+# the CPU seconds per million points of every process involved (the router,
+# SRC's and DST's influxd; the export, influx -import, DST's influxd), which
+# the machine's other load hardly changes, and the CPU the rest of the
+# machine used meanwhile, in cores, which is what skews the wall-clock figures.
 #
 # The export step is `influx_inspect export` when that is on PATH (or given as
 # INFLUX_INSPECT=path). Debian's influxdb packages do not ship influx_inspect,
@@ -25,12 +28,15 @@
 # router build instead of `cargo build --release` of this tree.
 #
 # Usage: benches/backfill.sh [--series 200] [--points 10000] [--weeks 3] [--runs 3]
-#                            [--batch 10000] [--keep]
+#                            [--batch 10000] [--no-baseline] [--keep]
+#
+# --no-baseline skips export + import (to see, say, that the router's peak RSS
+# does not grow with the size); --keep keeps the temp dir (influxd logs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-series=200 points=10000 weeks=3 runs=3 batch=10000 keep=0
+series=200 points=10000 weeks=3 runs=3 batch=10000 keep=0 baseline=1
 while [[ $# -gt 0 ]]; do
     case $1 in
         --series) series=$2; shift 2 ;;
@@ -39,6 +45,7 @@ while [[ $# -gt 0 ]]; do
         --runs) runs=$2; shift 2 ;;
         --batch) batch=$2; shift 2 ;;
         --keep) keep=1; shift ;;
+        --no-baseline) baseline=0; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -70,26 +77,29 @@ if [[ ! -x /usr/bin/time ]]; then
 fi
 
 # the export step of the baseline
-inspect=${INFLUX_INSPECT:-$(command -v influx_inspect || true)}
-if [[ -n $inspect ]]; then
-    export_cmd=("$inspect" export)
-    export_name="influx_inspect export"
-else
-    tsm_export=$root/target/bench-tools/tsm-export
-    if [[ ! -x $tsm_export || $root/benches/tsm-export/main.go -nt $tsm_export ]]; then
-        if ! have go || [[ ! -d /usr/share/gocode/src/github.com/influxdata/influxdb/tsdb/engine/tsm1 ]]; then
-            say "influx_inspect is not installed (Debian does not package it): building the stand-in" \
-                "benches/tsm-export, which needs the Debian packages golang-go and golang-github-influxdb-influxdb-dev"
-            apt_install golang-go golang-github-influxdb-influxdb-dev
+export_name=none
+if (( baseline )); then
+    inspect=${INFLUX_INSPECT:-$(command -v influx_inspect || true)}
+    if [[ -n $inspect ]]; then
+        export_cmd=("$inspect" export)
+        export_name="influx_inspect export"
+    else
+        tsm_export=$root/target/bench-tools/tsm-export
+        if [[ ! -x $tsm_export || $root/benches/tsm-export/main.go -nt $tsm_export ]]; then
+            if ! have go || [[ ! -d /usr/share/gocode/src/github.com/influxdata/influxdb/tsdb/engine/tsm1 ]]; then
+                say "influx_inspect is not installed (Debian does not package it): building the stand-in" \
+                    "benches/tsm-export, which needs the Debian packages golang-go and golang-github-influxdb-influxdb-dev"
+                apt_install golang-go golang-github-influxdb-influxdb-dev
+            fi
+            say "building benches/tsm-export against Debian's influxdb 1.x source"
+            mkdir -p "$root/target/bench-tools/gopath"
+            (cd "$root/benches/tsm-export" && GO111MODULE=off GOFLAGS= CGO_ENABLED=0 \
+                GOPATH="$root/target/bench-tools/gopath:/usr/share/gocode" \
+                GOCACHE="$root/target/bench-tools/gocache" go build -o "$tsm_export" .)
         fi
-        say "building benches/tsm-export against Debian's influxdb 1.x source"
-        mkdir -p "$root/target/bench-tools/gopath"
-        (cd "$root/benches/tsm-export" && GO111MODULE=off GOFLAGS= CGO_ENABLED=0 \
-            GOPATH="$root/target/bench-tools/gopath:/usr/share/gocode" \
-            GOCACHE="$root/target/bench-tools/gocache" go build -o "$tsm_export" .)
+        export_cmd=("$tsm_export")
+        export_name="tsm-export (influx_inspect export stand-in)"
     fi
-    export_cmd=("$tsm_export")
-    export_name="tsm-export (influx_inspect export stand-in)"
 fi
 
 if [[ -n ${BENCH_ROUTER:-} ]]; then
@@ -283,10 +293,9 @@ shards=$(find "$work/src/data/bench/autogen" -mindepth 1 -maxdepth 1 -type d | w
 say "SRC: $counted points in $shards shards, $(du -sm "$work/src/data/bench" | cut -f1) MB of TSM files," \
     "$(find "$work/src/wal/bench" -name '*.wal' -size +0 | wc -l) WAL segments with data"
 
-results=$work/results
-: > "$results"
-for run in $(seq "$runs"); do
-    # backfill
+# one_backfill RUN: admin backfill SRC -> a fresh influxd; appends "backfill ..." to $results
+one_backfill() {
+    local run=$1 m0 s0 d0 t0 m1 s1 d1 t1 rss_kb router_cpu
     start_node dst
     m0=$(machine_ticks) s0=$(cpu_ticks "${node_pid[src]}") d0=$(cpu_ticks "${node_pid[dst]}") t0=$(now)
     if ! /usr/bin/time -v -o "$work/time.txt" "$router" admin backfill --from "$(url src)" --to "$(url dst)" \
@@ -300,23 +309,32 @@ for run in $(seq "$runs"); do
     router_cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$work/time.txt")
     check_copy dst "run $run: backfill"
     stop_node dst
-    read -r bf_s bf_rate bf_src bf_dst bf_other < <(python3 -c "
-wall = $t1 - $t0; tps = $ticks_per_s
-src, dst = ($s1 - $s0) / tps, ($d1 - $d0) / tps
-other = ($m1 - $m0) / tps - src - dst - $router_cpu
-print(f'{wall:.3f} {$total / wall:.0f} {src:.2f} {dst:.2f} {max(other, 0) / wall:.2f}')")
     echo "  run $run backfill: $(tail -1 "$work/backfill.out")"
-    printf '  run %d backfill: %s s, %s points/s, peak RSS %s MB, CPU s: router %s, SRC influxd %s, DST influxd %s; other load %s cores\n' \
-        "$run" "$bf_s" "$bf_rate" "$((rss_kb / 1024))" "$router_cpu" "$bf_src" "$bf_dst" "$bf_other"
+    python3 - "$run" "$total" "$ticks_per_s" "$t0" "$t1" "$m0" "$m1" "$s0" "$s1" "$d0" "$d1" "$router_cpu" "$rss_kb" \
+        >> "$results" <<'PY'
+import sys
+run, total, tps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+t0, t1, m0, m1, s0, s1, d0, d1, router, rss_kb = map(float, sys.argv[4:])
+wall, src, dst = t1 - t0, (s1 - s0) / tps, (d1 - d0) / tps
+other = max((m1 - m0) / tps - src - dst - router, 0) / wall
+print(f"backfill {wall:.3f} {total / wall:.0f} {router:.2f} {src:.2f} {dst:.2f} {other:.2f} {rss_kb:.0f}")
+print(f"  run {run} backfill: {wall:.1f} s, {total / wall:,.0f} points/s, peak RSS {rss_kb / 1024:.1f} MB; CPU s: "
+      f"router {router:.2f}, SRC influxd {src:.2f}, DST influxd {dst:.2f}; other load {other:.2f} cores", file=sys.stderr)
+PY
+}
 
-    # baseline: export SRC's files, import them into a fresh influxd
+# one_baseline RUN: export SRC's files, influx -import them into a fresh influxd
+one_baseline() {
+    local run=$1 m0 s0 d0 t0 m1 s1 d1 t1 t_mid export_mb
     start_node base
     m0=$(machine_ticks) s0=$(cpu_ticks "${node_pid[src]}") d0=$(cpu_ticks "${node_pid[base]}") t0=$(now)
-    "${export_cmd[@]}" -datadir "$work/src/data" -waldir "$work/src/wal" -database bench \
-        -out "$work/export.txt" > "$work/export.log" 2>&1 || { cat "$work/export.log" >&2; exit 1; }
+    /usr/bin/time -f '%U %S %M' -o "$work/export.time" "${export_cmd[@]}" -datadir "$work/src/data" \
+        -waldir "$work/src/wal" -database bench -out "$work/export.txt" > "$work/export.log" 2>&1 \
+        || { cat "$work/export.log" >&2; exit 1; }
     t_mid=$(now)
-    influx -host 127.0.0.1 -port "${node_port[base]}" -import -path "$work/export.txt" -precision ns \
-        > "$work/import.log" 2>&1 || { tail -20 "$work/import.log" >&2; exit 1; }
+    /usr/bin/time -f '%U %S %M' -o "$work/import.time" influx -host 127.0.0.1 -port "${node_port[base]}" \
+        -import -path "$work/export.txt" -precision ns > "$work/import.log" 2>&1 \
+        || { tail -20 "$work/import.log" >&2; exit 1; }
     t1=$(now) m1=$(machine_ticks) s1=$(cpu_ticks "${node_pid[src]}") d1=$(cpu_ticks "${node_pid[base]}")
     if ! grep -q 'Failed 0 inserts' "$work/import.log"; then
         echo "error: influx -import reported failed inserts:" >&2
@@ -327,27 +345,59 @@ print(f'{wall:.3f} {$total / wall:.0f} {src:.2f} {dst:.2f} {max(other, 0) / wall
     check_copy base "run $run: export + import"
     stop_node base
     rm -f "$work/export.txt"
-    read -r bl_s bl_rate bl_export bl_import bl_dst bl_other < <(python3 -c "
-wall = $t1 - $t0; tps = $ticks_per_s
-dst = ($d1 - $d0) / tps
-other = ($m1 - $m0) / tps - ($s1 - $s0) / tps - dst
-print(f'{wall:.3f} {$total / wall:.0f} {$t_mid - $t0:.2f} {$t1 - $t_mid:.2f} {dst:.2f} {max(other, 0) / wall:.2f}')")
-    printf '  run %d baseline: %s s (export %s s, %s MB; import %s s), %s points/s, DST influxd CPU %s s; export+import+other %s cores\n' \
-        "$run" "$bl_s" "$bl_export" "$export_mb" "$bl_import" "$bl_rate" "$bl_dst" "$bl_other"
-    echo "$bf_s $bf_rate $rss_kb $router_cpu $bf_src $bf_dst $bf_other $bl_s $bl_rate $bl_export $bl_import $bl_dst" >> "$results"
+    python3 - "$run" "$total" "$ticks_per_s" "$t0" "$t_mid" "$t1" "$m0" "$m1" "$s0" "$s1" "$d0" "$d1" \
+        "$(cat "$work/export.time")" "$(cat "$work/import.time")" "$export_mb" >> "$results" <<'PY'
+import sys
+run, total, tps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+t0, t_mid, t1, m0, m1, s0, s1, d0, d1 = map(float, sys.argv[4:13])
+exp_u, exp_s, _ = map(float, sys.argv[13].split())
+imp_u, imp_s, _ = map(float, sys.argv[14].split())
+export_mb = sys.argv[15]
+wall, dst = t1 - t0, (d1 - d0) / tps
+exporter, importer = exp_u + exp_s, imp_u + imp_s
+other = max((m1 - m0) / tps - (s1 - s0) / tps - dst - exporter - importer, 0) / wall
+print(f"baseline {wall:.3f} {total / wall:.0f} {t_mid - t0:.2f} {t1 - t_mid:.2f} {exporter:.2f} {importer:.2f} {dst:.2f} {other:.2f}")
+print(f"  run {run} baseline: {wall:.1f} s (export {t_mid - t0:.1f} s, {export_mb} MB; import {t1 - t_mid:.1f} s), "
+      f"{total / wall:,.0f} points/s; CPU s: export {exporter:.2f}, influx -import {importer:.2f}, "
+      f"DST influxd {dst:.2f}; other load {other:.2f} cores", file=sys.stderr)
+PY
+}
+
+results=$work/results
+: > "$results"
+say "$runs runs; the order of backfill and baseline alternates, as the machine's other load drifts"
+for run in $(seq "$runs"); do
+    if (( baseline == 0 )); then one_backfill "$run"
+    elif (( run % 2 )); then one_backfill "$run"; one_baseline "$run"
+    else one_baseline "$run"; one_backfill "$run"; fi
 done
 
-python3 - "$results" "$total" "$export_name" <<'PY'
+python3 - "$results" "$total" "$export_name" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
 import statistics, sys
 
-rows = [list(map(float, line.split())) for line in open(sys.argv[1])]
-total, export_name = int(sys.argv[2]), sys.argv[3]
-m = [statistics.median(col) for col in zip(*rows)]
-bf_s, bf_rate, rss_kb, router_cpu, bf_src, bf_dst, bf_other, bl_s, bl_rate, bl_export, bl_import, bl_dst = m
-print(f"\nmedians of {len(rows)} runs, {total:,} points")
-print(f"  admin backfill   {bf_s:7.2f} s  {bf_rate:10,.0f} points/s  peak RSS {rss_kb / 1024:.1f} MB  "
-      f"CPU s: router {router_cpu:.2f}, SRC influxd {bf_src:.2f}, DST influxd {bf_dst:.2f}; other load {bf_other:.2f} cores")
-print(f"  export + import  {bl_s:7.2f} s  {bl_rate:10,.0f} points/s  ({export_name} {bl_export:.2f} s + "
-      f"influx -import {bl_import:.2f} s; DST influxd CPU {bl_dst:.2f} s)")
-print(f"  ratio: backfill is {bl_s / bf_s:.2f}x the export + import baseline's points/s")
+total, export_name, loadavg = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+rows = {"backfill": [], "baseline": []}
+for line in open(sys.argv[1]):
+    kind, *values = line.split()
+    rows[kind].append(list(map(float, values)))
+med = {k: [statistics.median(col) for col in zip(*v)] for k, v in rows.items() if v}
+bf_s, bf_rate, router, src, dst, bf_other, rss_kb = med["backfill"]
+per_m = 1e6 / total
+bf_cpu = router + src + dst
+print(f"\nmedians of {len(rows['backfill'])} runs, {total:,} points (load average at the end: {loadavg})")
+print(f"  admin backfill   {bf_s:6.1f} s {bf_rate:9,.0f} points/s  peak RSS {rss_kb / 1024:.1f} MB  other load {bf_other:.2f} cores")
+print(f"     CPU s per million points: router {router * per_m:.2f}, SRC influxd (reads) {src * per_m:.2f}, "
+      f"DST influxd (writes) {dst * per_m:.2f}; total {bf_cpu * per_m:.2f}")
+print(f"  with both cores to itself, backfill would need at least max(total CPU / 2, SRC's reads) = "
+      f"{max(bf_cpu / 2, src):.1f} s: at most {total / max(bf_cpu / 2, src):,.0f} points/s on this machine")
+if not rows["baseline"]:
+    sys.exit(0)
+bl_s, bl_rate, bl_export, bl_import, exporter, importer, bl_dst, bl_other = med["baseline"]
+bl_cpu = exporter + importer + bl_dst
+print(f"  export + import  {bl_s:6.1f} s {bl_rate:9,.0f} points/s  ({export_name} {bl_export:.1f} s + influx -import "
+      f"{bl_import:.1f} s)  other load {bl_other:.2f} cores")
+print(f"     CPU s per million points: export {exporter * per_m:.2f}, influx -import {importer * per_m:.2f}, "
+      f"DST influxd (writes) {bl_dst * per_m:.2f}; total {bl_cpu * per_m:.2f}")
+print(f"  ratio: backfill's points/s = {bf_rate / bl_rate:.2f}x the baseline's; its CPU per point = "
+      f"{bf_cpu / bl_cpu:.2f}x the baseline's")
 PY
