@@ -30,8 +30,9 @@
 # Usage: benches/backfill.sh [--series 200] [--points 10000] [--weeks 3] [--runs 3]
 #                            [--batch 10000] [--no-baseline] [--keep]
 #
-# --no-baseline skips export + import (to see, say, that the router's peak RSS
-# does not grow with the size); --keep keeps the temp dir (influxd logs).
+# --batch is the lines per request when loading SRC. --no-baseline skips
+# export + import (to see, say, that the router's peak RSS does not grow with
+# the size); --keep keeps the temp dir (influxd logs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
