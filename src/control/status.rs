@@ -301,6 +301,21 @@ mod tests {
                 ("http://r1:5096".into(), Ok(status)),
                 ("http://r2:5096".into(), Err("connection refused".into())),
             ],
+            jobs: Ok(vec![
+                [
+                    ("id", "j1"),
+                    ("kind", "backfill"),
+                    ("state", "running"),
+                    ("worker", "w1"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+                [("id", "j0"), ("kind", "verify"), ("state", "done")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ]),
         };
         assert!(!report.complete());
         let table = report.table();
@@ -319,6 +334,14 @@ mod tests {
             "{table}"
         );
         assert_eq!(report.json()["routers"][1]["error"], "connection refused");
+        // running jobs are listed, finished ones are not
+        assert!(
+            table.contains("jobs (running, waiting, last failures):"),
+            "{table}"
+        );
+        assert!(table.contains("j1  backfill  running  w1"), "{table}");
+        assert!(!table.contains("j0"), "{table}");
+        assert_eq!(report.json()["jobs"][0]["id"], "j1");
     }
 
     #[test]
