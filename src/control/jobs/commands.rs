@@ -208,6 +208,13 @@ pub fn record_json(record: &Record) -> serde_json::Value {
 
 /// `admin jobs`: the newest jobs as a table (or JSON), or one job in full.
 pub async fn show(config: &Config, args: &JobsArgs) -> Result<String, ControlError> {
+    let named = match &args.action {
+        Some(JobsAction::Cancel { id }) => Some(id),
+        None => args.id.as_ref(),
+    };
+    if let Some(id) = named.filter(|id| !super::valid_id(id)) {
+        return Err(ControlError::Usage(format!("{id:?} is not a job id")));
+    }
     let routing = &config.routing;
     let store = Store::connect(&routing.redis_url, &routing.key_prefix).await?;
     if let Some(JobsAction::Cancel { id }) = &args.action {

@@ -88,6 +88,15 @@ pub struct JobMessage {
     pub args: Vec<String>,
 }
 
+/// Whether `id` may name a job: 1 to 128 of `[A-Za-z0-9._-]`, so that it
+/// cannot reach into other Redis keys (`…:job:<id>:pieces`).
+pub fn valid_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// A new job id: time-ordered and unique (`20261207T170312-1a2b3c4d`).
 pub fn new_id() -> String {
     let now = crate::clock::unix_ms();
@@ -147,6 +156,10 @@ mod tests {
     #[test]
     fn ids_are_unique_and_sort_by_time() {
         let (a, b) = (new_id(), new_id());
+        assert!(valid_id(&a));
+        for bad in ["", "a:b", "x y", "../k", &"z".repeat(129)] {
+            assert!(!valid_id(bad), "{bad}");
+        }
         assert_ne!(a, b);
         assert_eq!(a.len(), 24, "{a}");
         assert!(a[..15].chars().all(|c| c.is_ascii_alphanumeric()));

@@ -150,7 +150,16 @@ fn now() -> String {
 }
 
 async fn handle(config: &Config, store: &Store, worker: &str, delivery: &Delivery) -> Outcome {
-    let message: JobMessage = match serde_json::from_slice(&delivery.data) {
+    let parsed = serde_json::from_slice::<JobMessage>(&delivery.data).and_then(|m| {
+        if super::valid_id(&m.id) {
+            Ok(m)
+        } else {
+            Err(serde::de::Error::custom(
+                "the job id must be 1 to 128 of [A-Za-z0-9._-]",
+            ))
+        }
+    });
+    let message: JobMessage = match parsed {
         Ok(m) => m,
         Err(e) => {
             // with an id, record the failure; without, dead-letter the bytes
@@ -159,7 +168,7 @@ async fn handle(config: &Config, store: &Store, worker: &str, delivery: &Deliver
                 let v = value.as_ref()?.get(name)?.as_str()?;
                 Some(v.to_string())
             };
-            let id = text("id").filter(|id| !id.is_empty() && id.len() <= 128);
+            let id = text("id").filter(|id| super::valid_id(id));
             match id {
                 Some(id) => {
                     let error = format!("malformed job message: {e}");
