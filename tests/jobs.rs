@@ -410,6 +410,7 @@ async fn malformed_messages_are_failed_or_dead_lettered_and_the_worker_goes_on()
         b"this is not JSON".to_vec(),
         br#"{"id": "cut off"#.to_vec(),
         br#"{"kind":"verify","args":["--from","main/n0","--to","main/n0"]}"#.to_vec(),
+        br#"{"id":"no spaces/slashes","kind":"verify","args":[]}"#.to_vec(),
     ];
     let failed = [
         (
