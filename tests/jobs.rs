@@ -530,9 +530,10 @@ async fn enqueue_wait_exits_with_the_jobs_result() {
 async fn a_cancelled_queued_job_is_skipped_and_a_cancelled_running_job_stops() {
     let nodes = start(2);
     let (src, dst) = (Server::of(&nodes[0]), Server::of(&nodes[1]));
+    // long enough (~5 s in a debug build) to outlast the next heartbeat
     let big = Big {
-        measurements: 4,
-        groups: 5,
+        measurements: 10,
+        groups: 6,
         per_piece: 5_000,
     };
     dataset::load_big(&src, "big", big).await;
