@@ -174,13 +174,24 @@ async fn handle(config: &Config, store: &Store, worker: &str, delivery: &Deliver
                     let error = format!("malformed job message: {e}");
                     tracing::warn!(%worker, job = %id, %error, "job failed");
                     // published without `admin enqueue`: a listed record, as for any job
-                    if let Ok(None) = store.get(&id).await {
+                    let existing = store.get(&id).await;
+                    if let Ok(None) = existing {
                         let job = JobMessage {
                             id: id.clone(),
                             kind: text("kind").unwrap_or_default(),
                             args: Vec::new(),
                         };
                         let _ = store.create(&job).await;
+                    }
+                    // a malformed message must not overwrite another job's record
+                    let other_job = matches!(&existing, Ok(Some(r)) if r.get("state").map(String::as_str) != Some("queued"));
+                    if other_job {
+                        tracing::warn!(%worker, job = %id, "a malformed message reuses the id of a job under way or ended; dead-lettered");
+                        let _ = delivery
+                            .acker
+                            .reject(BasicRejectOptions { requeue: false })
+                            .await;
+                        return Outcome::Other;
                     }
                     let _ = mark_failed(store, &id, &error).await;
                     ack(delivery).await;
@@ -325,6 +336,20 @@ async fn run_job(
         resumes += 1;
     }
     loop {
+        // a job whose every run ended with its worker dying (a crash loop)
+        // must end too: each run counts as an attempt
+        if attempts >= max_attempts
+            && resumes > 0
+            && record.get("state").map(String::as_str) == Some("running")
+        {
+            let error = format!(
+                "given up after {attempts} attempts: the workers running it stopped without finishing it"
+            );
+            tracing::warn!(%worker, job = %id, %error, "job failed");
+            let _ = mark_failed(store, id, &error).await;
+            ack(delivery).await;
+            return Outcome::Failed(error);
+        }
         // a job whose targets cannot be named (an unknown cluster) needs no
         // lock: its run fails with the same error, as any failure
         let targets = lock_targets(config, command).await.unwrap_or_default();
