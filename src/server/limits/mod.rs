@@ -179,27 +179,35 @@ impl Limiter {
 
     /// [`Limiter::take_bytes`] at `now` on the buckets' clock.
     fn take_bytes_at(&self, sender: Sender<'_>, bytes: u64, now: u64) -> Result<(), Refusal> {
-        let client = sender.client.zip(self.client_bytes.as_ref());
-        if let Some((address, bucket)) = client {
-            bucket.take(address, now, bytes).map_err(|wait| {
-                let message = format!(
-                    "client {address} may send {} body bytes per second",
-                    bucket.rate().per_second()
-                );
-                refusal(Limit::ClientBytes, wait, message)
-            })?;
-        }
-        let user = self.take_user_bytes(sender.user, now, bytes);
-        let user = user.and_then(|taken| {
-            let database = self.take_database_bytes(sender.database, now, bytes);
-            database.inspect_err(|_| self.give_back_user(taken, bytes))
-        });
-        if user.is_err() {
-            if let Some((address, bucket)) = client {
-                bucket.give_back(address, bytes);
-            }
-        }
-        user.map_err(|refusal| refusal.with_body(bytes))
+        let refused = |refusal: Refusal| refusal.with_body(bytes);
+        let client = self
+            .take_client_bytes(sender.client, now, bytes)
+            .map_err(refused)?;
+        let user = self
+            .take_user_bytes(sender.user, now, bytes)
+            .inspect_err(|_| self.give_back(client, None, bytes))
+            .map_err(refused)?;
+        self.take_database_bytes(sender.database, now, bytes)
+            .inspect_err(|_| self.give_back(client, user, bytes))
+            .map_err(refused)
+    }
+
+    /// `client_bytes`; the address taken from, if any.
+    fn take_client_bytes(
+        &self,
+        client: Option<IpAddr>,
+        now: u64,
+        bytes: u64,
+    ) -> Result<Option<IpAddr>, Refusal> {
+        let (Some(bucket), Some(address)) = (&self.client_bytes, client) else {
+            return Ok(None);
+        };
+        bucket.take(address, now, bytes).map_err(|wait| {
+            let rate = bucket.rate().per_second();
+            let message = format!("client {address} may send {rate} body bytes per second");
+            refusal(Limit::ClientBytes, wait, message)
+        })?;
+        Ok(Some(address))
     }
 
     /// `user_bytes`; the key taken from, if any.
@@ -222,8 +230,12 @@ impl Limiter {
         Ok(Some(key))
     }
 
-    fn give_back_user(&self, key: Option<u64>, bytes: u64) {
-        if let (Some(bucket), Some(key)) = (&self.user_bytes, key) {
+    /// Gives `bytes` back to the client's and the user's buckets, where taken.
+    fn give_back(&self, client: Option<IpAddr>, user: Option<u64>, bytes: u64) {
+        if let (Some(bucket), Some(address)) = (&self.client_bytes, client) {
+            bucket.give_back(address, bytes);
+        }
+        if let (Some(bucket), Some(key)) = (&self.user_bytes, user) {
             bucket.give_back(key, bytes);
         }
     }
