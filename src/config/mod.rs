@@ -86,6 +86,30 @@ impl LimitsConfig {
     pub fn is_off(&self) -> bool {
         *self == LimitsConfig::default()
     }
+
+    /// The limits set, on one line: `client_requests 2000/s, …`, or `off`.
+    pub fn describe(&self) -> String {
+        let rate =
+            |key: &str, value: Option<u64>, unit: &str| value.map(|v| format!("{key} {v}{unit}/s"));
+        let databases = self
+            .database_bytes
+            .iter()
+            .map(|(glob, rate)| format!("database_bytes {:?} {rate}B/s", glob.as_str()));
+        let all: Vec<String> = [
+            rate("client_requests", self.client_requests, ""),
+            rate("client_bytes", self.client_bytes, "B"),
+            rate("user_bytes", self.user_bytes, "B"),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(databases)
+        .chain(self.client_queries.map(|n| format!("client_queries {n}")))
+        .collect();
+        match all.is_empty() {
+            true => "off".to_owned(),
+            false => all.join(", "),
+        }
+    }
 }
 
 /// One kind of `[limits]` limit: the key that sets it, and the `limit`

@@ -334,6 +334,7 @@ fn control_keys_have_defaults_and_are_checked() {
 fn limits_are_all_off_by_default() {
     let config = with_cluster("").unwrap();
     assert!(config.limits.is_off());
+    assert_eq!(config.limits.describe(), "off");
     assert!(with_cluster("[limits]").unwrap().limits.is_off());
 }
 
@@ -356,6 +357,11 @@ fn limits_take_rates_per_second_and_a_query_count() {
         .collect();
     assert_eq!(globs, [("telemetry*", 32 << 20), ("*", 100 << 10)]);
     assert!(!limits.is_off());
+    assert_eq!(
+        limits.describe(),
+        "client_requests 2000/s, client_bytes 67108864B/s, user_bytes 1000000B/s, \
+         database_bytes \"telemetry*\" 33554432B/s, database_bytes \"*\" 102400B/s, client_queries 32"
+    );
 }
 
 #[test]
