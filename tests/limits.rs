@@ -429,3 +429,24 @@ fn bad_limits_are_refused_before_listening_naming_each_key() {
         assert!(stderr.contains(key), "{key:?} not in:\n{stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_request_refused_before_its_body_is_read_still_gets_its_429() {
+    let node = FakeNode::start();
+    let router = RouterBuilder::new()
+        .node("a", &node.url())
+        .limits("client_requests", "\"1/s\"")
+        .start()
+        .await;
+    let client = client_from(CLIENT_A);
+    let body = lines(8 << 20);
+    assert_eq!(
+        write(&client, &router, "db=db", body.clone()).await.status,
+        204
+    );
+    for _ in 0..3 {
+        let answer = write(&client, &router, "db=db", body.clone()).await;
+        assert_eq!(answer.status, 429, "{}", answer.body);
+    }
+    assert_eq!(node.write_count(), 1);
+}
