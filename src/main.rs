@@ -366,6 +366,7 @@ fn check_config(loaded: &LoadedConfig) -> ExitCode {
     for (i, route) in config.routes.iter().enumerate() {
         println!("route {i}: {}", describe_route(route));
     }
+    println!("limits: {}", config.limits.describe());
     ExitCode::SUCCESS
 }
 

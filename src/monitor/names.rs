@@ -3,7 +3,8 @@
 //! Names follow Prometheus conventions: the `influxdb_router_` prefix,
 //! `_total` on counters, base units (`_seconds`, `_bytes`) in the name.
 //! Labels only ever take values from bounded sets: endpoint, status class,
-//! request kind, event, and the cluster and node names of the configuration.
+//! request kind, event, limit, and the cluster and node names of the
+//! configuration.
 
 /// What kind of series a metric is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +161,11 @@ pub const ROUTING_RELOADS: Metric = metric(
     Kind::Counter,
     "Routing configurations read and checked, by source (file or redis)",
 );
+pub const LIMITED: Metric = metric(
+    "influxdb_router_limited_total",
+    Kind::Counter,
+    "Requests refused with 429 by a [limits] limit, by limit",
+);
 pub const EVENTS: Metric = metric(
     "influxdb_router_events_total",
     Kind::Counter,
@@ -194,7 +200,7 @@ pub const PROCESS_CPU: Metric = metric(
 );
 
 /// Every metric registered with the recorder (the process ones are rendered apart).
-pub const REGISTERED: [Metric; 31] = [
+pub const REGISTERED: [Metric; 32] = [
     HTTP_REQUESTS,
     HTTP_DURATION,
     HTTP_RECEIVED,
@@ -222,6 +228,7 @@ pub const REGISTERED: [Metric; 31] = [
     ROUTING_REFUSED,
     ROUTING_RELOADS,
     SRV_UNRESOLVED,
+    LIMITED,
     EVENTS,
     EVENTS_DROPPED,
     SELF_WRITE_FAILURES,

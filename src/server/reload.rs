@@ -6,7 +6,7 @@
 //! their queues and health) that did not change, and published with one
 //! swap; node tasks follow. An invalid candidate is refused, logged and
 //! counted, and the last good table keeps serving. Other sections only take
-//! effect after a restart; a change to them is logged.
+//! effect after a restart ([limits] included); a change to them is logged.
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -253,8 +253,13 @@ fn same_routing(table: &RoutingTable, config: &Config) -> bool {
 }
 
 fn warn_about_fixed_sections(running: &Config, candidate: &Config, origin: &str) {
-    let fixed = |c: &Config| format!("{:?}{:?}{:?}{:?}", c.server, c.write, c.health, c.buffer);
+    let fixed = |c: &Config| {
+        format!(
+            "{:?}{:?}{:?}{:?}{:?}",
+            c.server, c.write, c.health, c.buffer, c.limits
+        )
+    };
     if fixed(running) != fixed(candidate) {
-        tracing::warn!(source = %origin, "[server], [write], [health] and [buffer] changes take effect after a restart");
+        tracing::warn!(source = %origin, "[server], [write], [health], [buffer] and [limits] changes take effect after a restart");
     }
 }

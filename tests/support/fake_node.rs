@@ -53,6 +53,10 @@ pub enum Behaviour {
     /// answered; the connection stays open until the client gives up or the
     /// node is dropped.
     Stall,
+    /// `/query` gets its 200 and headers at once and its body
+    /// ([`OK_QUERY_BODY`]) only after this long: an answer that streams.
+    /// `/write` and `/ping` are answered as in [`Behaviour::Ok`].
+    SlowQueryBody(Duration),
     /// `/query` gets a 200 with chunked encoding and a first chunk holding
     /// [`PARTIAL_QUERY_BODY`], after which the connection is dropped without
     /// the final chunk. `/write` and `/ping` are answered as in
@@ -341,6 +345,10 @@ async fn handle(
             respond(StatusCode::OK, Some("application/json"), reset_mid_body())
         }
         Behaviour::ResetMidBody => answer_ok(&method, path),
+        Behaviour::SlowQueryBody(delay) if path == "/query" => {
+            respond(StatusCode::OK, Some("application/json"), late(delay))
+        }
+        Behaviour::SlowQueryBody(_) => answer_ok(&method, path),
     })
 }
 
@@ -388,6 +396,15 @@ fn full(text: &'static str) -> Body {
     Full::new(Bytes::from_static(text.as_bytes()))
         .map_err(|never: Infallible| match never {})
         .boxed()
+}
+
+/// [`OK_QUERY_BODY`], sent `delay` after the response head.
+fn late(delay: Duration) -> Body {
+    let frames = futures_util::stream::once(async move {
+        tokio::time::sleep(delay).await;
+        Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(OK_QUERY_BODY.as_bytes())))
+    });
+    StreamBody::new(frames).boxed()
 }
 
 /// A chunked body: one chunk of [`PARTIAL_QUERY_BODY`], a pause so that it is
