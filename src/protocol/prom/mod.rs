@@ -18,3 +18,9 @@ pub mod read;
 pub mod snappy;
 pub mod wire;
 pub mod write;
+
+/// The content type of remote write and read bodies and of read answers.
+pub const CONTENT_TYPE: &str = "application/x-protobuf";
+
+/// The header Prometheus sends its remote writes with, and its value.
+pub const WRITE_VERSION: (&str, &str) = ("x-prometheus-remote-write-version", "0.1.0");
