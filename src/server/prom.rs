@@ -192,7 +192,7 @@ fn check_and_split_now(
         return Ok(vec![(home, body)]);
     }
     let rules = table.rules_for_db(db);
-    let cluster_of = |measurement: &[u8]| rules.cluster_for(&String::from_utf8_lossy(measurement));
+    let cluster_of = |name: &[u8]| rules.cluster_for(&measurement_of(name));
     let mut batches = prom::write::split(&decoded, cluster_of).map_err(write_error)?;
     Ok(match batches.len() {
         0 => vec![(home, body)],
@@ -205,6 +205,13 @@ fn check_and_split_now(
             })
             .collect(),
     })
+}
+
+/// The measurement a metric name is routed as: the name InfluxDB shows
+/// for it, unescaped as a `/write` line's measurement is (the same for
+/// every name Prometheus itself allows).
+fn measurement_of(name: &[u8]) -> String {
+    String::from_utf8_lossy(&crate::protocol::line::unescape_measurement(name)).into_owned()
 }
 
 fn snappy_error(e: SnappyError) -> ApiError {
@@ -305,7 +312,7 @@ fn read_clusters(
     let mut clusters = BTreeSet::new();
     prom::read::for_each_query(&decoded, |name| match name {
         Some(name) => {
-            clusters.insert(rules.cluster_for(&String::from_utf8_lossy(name)));
+            clusters.insert(rules.cluster_for(&measurement_of(name)));
         }
         None => clusters.extend(everywhere.iter().copied()),
     })

@@ -15,7 +15,8 @@
 //!   a response body. It records every request it receives so that tests can
 //!   assert what the router forwarded.
 //!
-//! plus [`router`], which starts the router under test in-process on
+//! plus [`prometheus`], a real Prometheus server as a remote storage client,
+//! [`router`], which starts the router under test in-process on
 //! 127.0.0.1:0 with a generated configuration, [`tls`] (test certificates
 //! and an HTTPS client), and two small helpers, [`free_port`] and
 //! [`wait_until`].
@@ -39,6 +40,7 @@
 pub mod fake_node;
 pub mod influxd;
 pub mod load;
+pub mod prometheus;
 pub mod router;
 pub mod router_process;
 pub mod tls;
