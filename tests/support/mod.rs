@@ -19,6 +19,7 @@
 //! tests (the data they copy, comparing two servers answer by answer,
 //! running the command), [`jobs`] (a key prefix of its own on Redis and
 //! RabbitMQ for the job-queue tests, worker processes, job records),
+//! [`prometheus`] (a real Prometheus server as a remote storage client),
 //! [`router`], which starts the router under test in-process on
 //! 127.0.0.1:0 with a generated configuration, [`tls`] (test certificates
 //! and an HTTPS client), and two small helpers, [`free_port`] and
@@ -47,6 +48,7 @@ pub mod fake_node;
 pub mod influxd;
 pub mod jobs;
 pub mod load;
+pub mod prometheus;
 pub mod router;
 pub mod router_process;
 pub mod tls;
