@@ -303,8 +303,9 @@ pub async fn run(
     shared.udp.bind(&shared.config).await?;
     shared.start_sources().await;
     if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "listening");
         let limits = shared.config.limits.describe();
-        tracing::info!(%addr, %limits, "listening");
+        tracing::info!(%limits, "rate limits");
     }
     serve(listener, shared, shutdown).await;
     Ok(())
