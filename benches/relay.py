@@ -30,8 +30,14 @@ Scenarios:
      straight to a sink
   i  like h, with the shard rule of c: decompressed, split by metric name
      over two clusters of 2 nodes, each part compressed again
+  l  like a, with every [limits] limit on, set so high that nothing is
+     refused, and the writes carrying u and p so that the user limit is
+     taken too: what the limits cost (compare with a in the same run)
 
---big-lines N changes the 5,000 lines of the large batch (a, c, d, g), to
+--extra-config FILE appends a TOML file to every router configuration (a
+section the scenario does not set itself, like [limits] or [write]).
+
+--big-lines N changes the 5,000 lines of the large batch (a, c, d, g, l), to
 see at which body size merging stops paying (against a router build
 without a size limit on merged bodies, through BENCH_ROUTER).
 """
@@ -96,7 +102,22 @@ def write_batch(path, lines, measurements):
     return os.path.getsize(path)
 
 
-def config(scenario, work):
+# scenario l: limits far above what one core can relay, so none refuses
+GENEROUS_LIMITS = """
+[limits]
+client_requests = "1000000/s"
+client_bytes = "1TiB/s"
+user_bytes = "1TiB/s"
+database_bytes = { "telemetry*" = "1TiB/s", "bench*" = "1TiB/s" }
+client_queries = 10000
+"""
+
+
+def config(scenario, work, extra=""):
+    return base_config(scenario, work) + extra
+
+
+def base_config(scenario, work):
     nodes = lambda ports: ", ".join(
         f'{{ name = "n{p}", url = "http://127.0.0.1:{p}" }}' for p in ports
     )
@@ -136,6 +157,8 @@ unhealthy_after = 2
 name = "main"
 nodes = [{nodes([SINK_PORTS[0], STALL_PORT])}]
 """
+    if scenario == "l":
+        head += GENEROUS_LIMITS
     if scenario in "fg":
         head += """
 [write]
@@ -205,11 +228,11 @@ def wait_node_down(deadline=15.0):
 
 
 class Router:
-    def __init__(self, scenario, work):
+    def __init__(self, scenario, work, extra=""):
         shutil.rmtree(f"{work}/queue", ignore_errors=True)
         path = f"{work}/router-{scenario}.toml"
         with open(path, "w") as f:
-            f.write(config(scenario, work))
+            f.write(config(scenario, work, extra))
         wrap = []
         if os.environ.get("BENCH_PERF"):
             # profile the router: BENCH_PERF=/tmp/perf.data benches/relay.sh --runs 1 --scenarios a
@@ -233,15 +256,18 @@ class Router:
 
 def measure(scenario, args, work, bodies, script):
     body = {"a": bodies["big"], "b": bodies["small"], "c": bodies["big"], "d": bodies["big"], "e": None,
-            "f": bodies["small"], "g": bodies["big"], "h": bodies["prom"], "i": bodies["prom"]}[scenario]
+            "f": bodies["small"], "g": bodies["big"], "h": bodies["prom"], "i": bodies["prom"],
+            "l": bodies["big"]}[scenario]
     size = os.path.getsize(body) if body else 0
     if scenario == "e":
         path = "/query?db=bench&q=SELECT+usage_idle+FROM+cpu+WHERE+time+%3E+now()+-+1h+LIMIT+100"
     elif scenario in "hi":
         path = "/api/v1/prom/write?db=bench"
+    elif scenario == "l":
+        path = "/write?db=bench&u=bench&p=bench"
     else:
         path = "/write?db=bench"
-    router = Router(scenario, work)
+    router = Router(scenario, work, args.extra)
     try:
         if scenario == "d":
             wait_node_down()
@@ -289,10 +315,16 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of load before measuring")
-    parser.add_argument("--scenarios", default="abcdefghi")
+    parser.add_argument("--scenarios", default="abcdefghil")
     parser.add_argument("--big-lines", type=int, default=5000, help="lines of the large batch")
     parser.add_argument("--json", help="also write the medians and every run here")
+    parser.add_argument("--extra-config", metavar="FILE",
+                        help="TOML appended to every router configuration")
     args = parser.parse_args()
+    args.extra = ""
+    if args.extra_config:
+        with open(args.extra_config) as f:
+            args.extra = "\n" + f.read()
     if os.cpu_count() < 2:
         sys.exit("this benchmark needs 2 cores (router on core 0, load and sinks on core 1)")
 
@@ -340,12 +372,13 @@ def main():
 def report(medians, big_lines):
     names = {"a": "a {}-line, 2 nodes", "b": "b 10-line, 2 nodes", "c": "c {}-line, split",
              "d": "d {}-line, 1 stalled", "e": "e SELECT 100 rows", "f": "f 10-line, coalesced",
-             "g": "g {}-line, coalesced", "h": "h prom write, 2 nodes", "i": "i prom write, split"}
+             "g": "g {}-line, coalesced", "h": "h prom write, 2 nodes", "i": "i prom write, split",
+             "l": "l {}-line, limits on"}
     names = {s: name.format(big_lines) for s, name in names.items()}
     print("\nmedians                  req/s     MB/s  CPU ms/req  peak RSS   p50 ms   p99 ms | "
           "direct req/s  direct MB/s  direct p99 | ratio")
     for s, m in medians.items():
-        if s == "d" and "a" in medians:
+        if s in "dl" and "a" in medians:
             base, base_name = medians["a"]["rps"], "of a"
         elif "direct_rps" in m:
             base, base_name = m["direct_rps"], "of direct"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The relay load benchmark (see benches/relay.py for what it measures):
 # builds the router and the sink node in release mode, installs wrk from
-# Debian's packages when it is missing, and runs the scenarios a to i.
+# Debian's packages when it is missing, and runs the scenarios a to i and l.
 #
-# Usage: benches/relay.sh [--runs 3] [--duration 10] [--scenarios abcdefghi] [--big-lines 5000] [--json FILE]
+# Usage: benches/relay.sh [--runs 3] [--duration 10] [--scenarios abcdefghil] [--big-lines 5000]
+#                         [--extra-config FILE] [--json FILE]        (--help: what each scenario is)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

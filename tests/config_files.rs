@@ -76,6 +76,30 @@ fn example_config_documents_the_real_defaults() {
         format!("{:?}", defaults.metrics)
     );
     assert_eq!(format!("{:?}", example.log), format!("{:?}", defaults.log));
+    assert!(example.limits.is_off() && defaults.limits.is_off());
+}
+
+#[test]
+fn example_limits_are_valid_once_uncommented() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml.example");
+    let text = fs::read_to_string(path).unwrap();
+    let (before, after) = text.split_once("\n[limits]\n").expect("a [limits] section");
+    let section = after.split("\n[").next().unwrap();
+    let keys: Vec<&str> = section
+        .lines()
+        .filter_map(|line| line.strip_prefix("# "))
+        .filter(|line| line.split(' ').nth(1) == Some("="))
+        .collect();
+    assert_eq!(keys.len(), 5, "{keys:?}");
+    let uncommented = format!(
+        "{before}\n[limits]\n{}\n[{}",
+        keys.join("\n"),
+        after.split_once("\n[").unwrap().1
+    );
+    let config = Config::from_toml_str(&uncommented, "example").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.limits.client_requests, Some(2000));
+    assert_eq!(config.limits.database_bytes.len(), 2);
+    assert_eq!(config.limits.client_queries, Some(32));
 }
 
 #[test]

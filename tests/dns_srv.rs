@@ -52,6 +52,19 @@ impl Dnsmasq {
     /// (Re)starts the server on the same port with SRV records `localhost:<port>`
     /// for each of `targets` (dnsmasq does not re-read `--srv-host` on SIGHUP).
     fn restart(&mut self, targets: &[u16]) {
+        let mut records: Vec<String> = targets
+            .iter()
+            .map(|port| format!("--srv-host={RECORD},localhost,{port},0,0"))
+            .collect();
+        if targets.is_empty() {
+            // an SRV name with no record: answered, but with nothing in it
+            records.push(format!("--srv-host={RECORD}"));
+        }
+        self.restart_with(&records);
+    }
+
+    /// (Re)starts the server on the same port with these record options.
+    fn restart_with(&mut self, records: &[String]) {
         self.stop();
         let mut command = Command::new(dnsmasq_binary());
         command.args([
@@ -65,13 +78,7 @@ impl Dnsmasq {
             "--local-ttl=0".into(),
             "--pid-file=".into(),
         ]);
-        if targets.is_empty() {
-            // an SRV name with no record: answered, but with nothing in it
-            command.arg(format!("--srv-host={RECORD}"));
-        }
-        for port in targets {
-            command.arg(format!("--srv-host={RECORD},localhost,{port},0,0"));
-        }
+        command.args(records);
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -254,6 +261,85 @@ async fn srv_records_decide_the_nodes_of_a_cluster() {
     assert_eq!(write(&url).await.0, 204);
     assert_eq!((a.write_count(), b.write_count()), (3, 3));
     assert_eq!(other.write_count(), 0, "the static cluster got a write");
+    router.shutdown().await;
+}
+
+/// SRV targets named only in the configured DNS server are resolved through
+/// it (the system resolver knows nothing of `*.dnsonly.test`), an address
+/// change moves the traffic within an interval, and a target that does not
+/// resolve is left out and counted while the rest of the cluster serves.
+#[tokio::test(flavor = "multi_thread")]
+async fn srv_targets_resolve_through_the_configured_server_and_follow_address_changes() {
+    let first = FakeNode::start();
+    let port = first.port();
+    // the same port on another loopback address
+    let second = FakeNode::start_on(std::net::Ipv4Addr::new(127, 0, 0, 2), port);
+    let host = "influx-0.dnsonly.test";
+    assert!(
+        std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).is_err(),
+        "{host} must not resolve through the system resolver for this test to mean anything"
+    );
+    let records = |ip: &str| {
+        vec![
+            format!("--srv-host={RECORD},{host},{port},0,0"),
+            format!("--srv-host={RECORD},ghost.dnsonly.test,{port},0,0"),
+            format!("--host-record={host},{ip}"),
+        ]
+    };
+    let other = FakeNode::start();
+    let dns_port = free_port();
+    let mut dns = Dnsmasq::start(dns_port, &[]);
+    dns.restart_with(&records("127.0.0.1"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("router.toml");
+    std::fs::write(
+        &path,
+        config(&dir.path().join("queues"), dns_port, other.port()),
+    )
+    .unwrap();
+    let router = server::spawn_watching(&path).await.unwrap();
+    let url = router.url();
+
+    let node = format!("dns-{host}-{port}");
+    wait_for_nodes(&url, std::slice::from_ref(&node)).await;
+    assert_eq!(write(&url).await.0, 204);
+    assert_eq!((first.write_count(), second.write_count()), (1, 0));
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("influxdb_router_srv_unresolved_targets{cluster=\"dns\"} 1"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("srv"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    // the target's address changes: traffic follows after one refresh
+    dns.restart_with(&records("127.0.0.2"));
+    let moved = wait_until(Duration::from_secs(5), || async {
+        write(&url).await.0 == 204 && second.write_count() > 0
+    })
+    .await;
+    assert!(
+        moved,
+        "writes never reached the new address: {}",
+        status(&url).await
+    );
+    let at_first = first.write_count();
+    assert_eq!(write(&url).await.0, 204);
+    assert_eq!(
+        first.write_count(),
+        at_first,
+        "a write still went to the old address"
+    );
+    assert_eq!(dns_nodes(&url).await, vec![node]);
+    assert_eq!(other.write_count(), 0);
     router.shutdown().await;
 }
 

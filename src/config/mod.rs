@@ -27,7 +27,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use error::{ConfigError, Problem};
-pub use units::{parse_duration, parse_size};
+pub use units::{parse_byte_rate, parse_duration, parse_rate, parse_size};
 
 use error::Problems;
 
@@ -60,6 +60,88 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub control: ControlConfig,
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: rate limits on clients, users and databases; every one is
+/// off unless set. Rates are per second, with a burst of one second's worth.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Requests per second per client address.
+    pub client_requests: Option<u64>,
+    /// Request body bytes (after gzip decoding) per second per client address.
+    pub client_bytes: Option<u64>,
+    /// Request body bytes per second per authenticated user.
+    pub user_bytes: Option<u64>,
+    /// Request body bytes per second per database glob, in the order
+    /// written: the first glob that matches a request's database decides,
+    /// and every database it matches shares its allowance.
+    pub database_bytes: Vec<(Glob, u64)>,
+    /// Concurrent queries per client address.
+    pub client_queries: Option<u32>,
+}
+
+impl LimitsConfig {
+    /// Whether no limit is set.
+    pub fn is_off(&self) -> bool {
+        *self == LimitsConfig::default()
+    }
+
+    /// The limits set, on one line: `client_requests 2000/s, …`, or `off`.
+    pub fn describe(&self) -> String {
+        let rate =
+            |key: &str, value: Option<u64>, unit: &str| value.map(|v| format!("{key} {v}{unit}/s"));
+        let databases = self
+            .database_bytes
+            .iter()
+            .map(|(glob, rate)| format!("database_bytes {:?} {rate}B/s", glob.as_str()));
+        let all: Vec<String> = [
+            rate("client_requests", self.client_requests, ""),
+            rate("client_bytes", self.client_bytes, "B"),
+            rate("user_bytes", self.user_bytes, "B"),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(databases)
+        .chain(self.client_queries.map(|n| format!("client_queries {n}")))
+        .collect();
+        match all.is_empty() {
+            true => "off".to_owned(),
+            false => all.join(", "),
+        }
+    }
+}
+
+/// One kind of `[limits]` limit: the key that sets it, and the `limit`
+/// label of `influxdb_router_limited_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    ClientRequests,
+    ClientBytes,
+    UserBytes,
+    DatabaseBytes,
+    ClientQueries,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 5] = [
+        Limit::ClientRequests,
+        Limit::ClientBytes,
+        Limit::UserBytes,
+        Limit::DatabaseBytes,
+        Limit::ClientQueries,
+    ];
+
+    /// The key under `[limits]`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::ClientRequests => "client_requests",
+            Limit::ClientBytes => "client_bytes",
+            Limit::UserBytes => "user_bytes",
+            Limit::DatabaseBytes => "database_bytes",
+            Limit::ClientQueries => "client_queries",
+        }
+    }
 }
 
 /// `[control]`: the job queue of the control plane (SPEC section 8).
@@ -247,6 +329,9 @@ pub struct ClusterConfig {
     pub srv: Option<SrvConfig>,
     /// How `https://` nodes of this cluster are verified.
     pub tls: NodeTlsConfig,
+    /// Where this cluster's reads go first (a Service balancing over its
+    /// nodes); when it fails before the first byte, the router picks a node.
+    pub read_url: Option<http::Uri>,
 }
 
 /// `ca_file` and `insecure_skip_verify` of a `[[cluster]]`.
@@ -310,6 +395,10 @@ pub struct NodeConfig {
     pub name: String,
     pub url: http::Uri,
     pub mode: NodeMode,
+    /// The addresses to connect to, when the router resolved the URL's host
+    /// itself (DNS SRV targets, through `[routing] dns_servers`); empty:
+    /// the host is resolved by the system when connecting.
+    pub addrs: Vec<std::net::IpAddr>,
 }
 
 /// What a node takes part in; see the `accepts_*` methods.

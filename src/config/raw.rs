@@ -25,6 +25,7 @@ pub(crate) struct RawConfig {
     pub metrics: Option<toml::Table>,
     pub log: Option<toml::Table>,
     pub control: Option<toml::Table>,
+    pub limits: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,6 +57,16 @@ pub(crate) struct RawControl {
     pub auto_recover: Option<bool>,
     pub job_lock_ttl: Option<String>,
     pub max_attempts: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub client_requests: Option<toml::Value>,
+    pub client_bytes: Option<toml::Value>,
+    pub user_bytes: Option<toml::Value>,
+    pub database_bytes: Option<toml::Table>,
+    pub client_queries: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +127,7 @@ pub(crate) struct RawCluster {
     pub srv: Option<String>,
     pub srv_interval: Option<String>,
     pub scheme: Option<String>,
+    pub read_url: Option<String>,
     pub ca_file: Option<String>,
     pub insecure_skip_verify: Option<bool>,
 }
@@ -243,9 +255,9 @@ mod tests {
     fn every_unknown_key_in_a_table_is_reported() {
         let problems = problems_of("[server]\nsrv = 1\nbind = 'x'\nport = 2\n");
         assert_eq!(problems.len(), 2, "{problems:?}");
-        // Tables are sorted maps, so keys come in alphabetical order.
-        assert!(problems[0].starts_with("f.toml: server.port: unknown key, expected one of `bind`"));
-        assert!(problems[1].starts_with("f.toml: server.srv: unknown key, expected one of `bind`"));
+        // Tables keep the order of the file (toml's preserve_order).
+        assert!(problems[0].starts_with("f.toml: server.srv: unknown key, expected one of `bind`"));
+        assert!(problems[1].starts_with("f.toml: server.port: unknown key, expected one of `bind`"));
     }
 
     #[test]

@@ -1,12 +1,15 @@
-//! Human-friendly durations (`"250ms"`, `"2h30m"`) and sizes (`"64MiB"`).
+//! Human-friendly durations (`"250ms"`, `"2h30m"`), sizes (`"64MiB"`) and
+//! rates (`"2000/s"`, `"64MiB/s"`).
 //!
-//! Both parsers are strict: a value is either understood exactly or refused
+//! The parsers are strict: a value is either understood exactly or refused
 //! with a message that quotes it and shows the expected form.
 
 use std::time::Duration;
 
 const DURATION_FORM: &str = r#"a duration like "250ms", "10s", "5m" or "2h30m""#;
 const SIZE_FORM: &str = r#"a size like "64MiB", "10GB", "512KB" or "100B""#;
+const RATE_FORM: &str = r#"a rate per second like "2000/s""#;
+const BYTE_RATE_FORM: &str = r#"a rate per second like "64MiB/s", "512KB/s" or "100000B/s""#;
 
 /// Parses a duration made of one or more `<integer><unit>` parts, units
 /// `ns`, `us` (or `µs`), `ms`, `s`, `m` and `h`; for example `"2h30m"`.
@@ -65,6 +68,37 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     number
         .checked_mul(multiplier)
         .ok_or_else(|| bad(" (this one is too large)"))
+}
+
+/// Parses a count per second, `"<integer>/s"`, greater than zero; for
+/// example `"2000/s"`.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let bad = |why: &str| format!("expected {RATE_FORM}{why}, got {s:?}");
+    let per_second = per_second(s).ok_or_else(|| bad(""))?;
+    match split_number(per_second) {
+        Some((0, "")) => Err(bad(" greater than zero")),
+        Some((n, "")) => Ok(n),
+        _ => Err(bad("")),
+    }
+}
+
+/// Parses bytes per second, `"<size>/s"` with a size as [`parse_size`]
+/// reads it, greater than zero; for example `"64MiB/s"`.
+pub fn parse_byte_rate(s: &str) -> Result<u64, String> {
+    let bad = |why: &str| format!("expected {BYTE_RATE_FORM}{why}, got {s:?}");
+    let per_second = per_second(s).ok_or_else(|| bad(""))?;
+    match parse_size(per_second) {
+        Ok(0) => Err(bad(" greater than zero")),
+        Ok(n) => Ok(n),
+        Err(e) if e.contains("too large") => Err(bad(" (this one is too large)")),
+        Err(_) => Err(bad("")),
+    }
+}
+
+/// What comes before a final `/s` (spaces around the `/` allowed).
+fn per_second(s: &str) -> Option<&str> {
+    let (amount, unit) = s.trim().rsplit_once('/')?;
+    (unit.trim() == "s").then(|| amount.trim_end())
 }
 
 fn size_unit(unit: &str) -> Option<u64> {
@@ -172,6 +206,46 @@ mod tests {
             assert!(err.contains(&format!("{bad:?}")), "{err}");
             assert!(err.contains("\"64MiB\""), "{err}");
         }
+    }
+
+    #[test]
+    fn rates_are_counts_or_sizes_per_second() {
+        assert_eq!(parse_rate("2000/s"), Ok(2000));
+        assert_eq!(parse_rate(" 1 / s "), Ok(1));
+        assert_eq!(parse_byte_rate("64MiB/s"), Ok(64 << 20));
+        assert_eq!(parse_byte_rate("512KB/s"), Ok(512_000));
+        assert_eq!(parse_byte_rate("100 B/s"), Ok(100));
+        assert_eq!(parse_byte_rate("1000/s"), Ok(1000));
+    }
+
+    #[test]
+    fn bad_rates_quote_the_value_and_show_the_form() {
+        for bad in [
+            "", "2000", "2000/m", "2000/", "/s", "-1/s", "1.5/s", "2k/s", "2000/s/s",
+        ] {
+            let err = parse_rate(bad).unwrap_err();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+            assert!(err.contains("\"2000/s\""), "{err}");
+        }
+        for bad in ["", "64MiB", "64MiB/min", "64 PB/s", "MiB/s", "1.5MiB/s"] {
+            let err = parse_byte_rate(bad).unwrap_err();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+            assert!(err.contains("\"64MiB/s\""), "{err}");
+        }
+    }
+
+    #[test]
+    fn zero_rates_are_refused() {
+        assert!(parse_rate("0/s").unwrap_err().contains("greater than zero"));
+        assert!(parse_byte_rate("0MiB/s")
+            .unwrap_err()
+            .contains("greater than zero"));
+    }
+
+    #[test]
+    fn huge_byte_rates_are_refused_not_wrapped() {
+        let err = parse_byte_rate("99999999TiB/s").unwrap_err();
+        assert!(err.contains("too large"), "{err}");
     }
 
     #[test]

@@ -8,17 +8,18 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::error::Problems;
+use super::glob::Glob;
 use super::nodes::clusters;
 use super::raw::{
-    join, table_into, RawBuffer, RawConfig, RawControl, RawHealth, RawLog, RawMetrics, RawRouting,
-    RawServer, RawWrite,
+    join, table_into, RawBuffer, RawConfig, RawControl, RawHealth, RawLimits, RawLog, RawMetrics,
+    RawRouting, RawServer, RawWrite,
 };
 use super::routes::routes;
-use super::units::{parse_duration, parse_size};
+use super::units::{parse_byte_rate, parse_duration, parse_rate, parse_size};
 use super::{
     BufferConfig, CoalesceConfig, Config, Consistency, ControlConfig, FsyncPolicy, HealthConfig,
-    LogConfig, LogFormat, MetricsConfig, OnFull, RoutingConfig, RoutingSource, ServerConfig,
-    ServerTlsConfig, UdpConfig, WriteConfig,
+    LimitsConfig, LogConfig, LogFormat, MetricsConfig, OnFull, RoutingConfig, RoutingSource,
+    ServerConfig, ServerTlsConfig, UdpConfig, WriteConfig,
 };
 
 /// Builds the configuration; the result is only meaningful when `problems`
@@ -42,6 +43,8 @@ pub(crate) fn build(raw: RawConfig, problems: &mut Problems) -> Config {
     let log = check_log(log, problems);
     let control = table_into(raw.control.unwrap_or_default(), "control", problems);
     let control = check_control(control, problems);
+    let limits = table_into(raw.limits.unwrap_or_default(), "limits", problems);
+    let limits = check_limits(limits, problems);
     Config {
         server,
         write,
@@ -53,6 +56,30 @@ pub(crate) fn build(raw: RawConfig, problems: &mut Problems) -> Config {
         metrics,
         log,
         control,
+        limits,
+    }
+}
+
+/// Every `[limits]` key is optional: a limit left out is off.
+fn check_limits(raw: RawLimits, problems: &mut Problems) -> LimitsConfig {
+    let mut s = Section::new("limits", problems);
+    let mut database_bytes = Vec::new();
+    for (pattern, value) in raw.database_bytes.unwrap_or_default() {
+        let key = format!("database_bytes.{pattern:?}");
+        let glob = Glob::new(&pattern).map_err(|e| s.fail(&key, e, ()));
+        let rate = s.rate(&key, Some(value), parse_byte_rate);
+        if let (Ok(glob), Some(rate)) = (glob, rate) {
+            database_bytes.push((glob, rate));
+        }
+    }
+    LimitsConfig {
+        client_requests: s.rate("client_requests", raw.client_requests, parse_rate),
+        client_bytes: s.rate("client_bytes", raw.client_bytes, parse_byte_rate),
+        user_bytes: s.rate("user_bytes", raw.user_bytes, parse_byte_rate),
+        database_bytes,
+        client_queries: raw
+            .client_queries
+            .map(|n| s.count("client_queries", Some(n), 1u32)),
     }
 }
 
@@ -400,6 +427,22 @@ impl<'a> Section<'a> {
             )),
         };
         result.unwrap_or_else(|message| self.fail(key, message, 0))
+    }
+
+    /// A rate written as a string (`"2000/s"`, `"64MiB/s"`), read by `parse`.
+    fn rate(
+        &mut self,
+        key: &str,
+        value: Option<toml::Value>,
+        parse: fn(&str) -> Result<u64, String>,
+    ) -> Option<u64> {
+        let result = match value? {
+            toml::Value::String(text) => parse(&text),
+            other => Err(format!(
+                "expected a string with a rate per second like \"2000/s\" or \"64MiB/s\", got {other}"
+            )),
+        };
+        result.map_err(|message| self.fail(key, message, ())).ok()
     }
 
     /// A whole number from 1 to the largest `T`.

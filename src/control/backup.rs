@@ -152,6 +152,7 @@ pub async fn backup(
     display: Display,
 ) -> Result<BackupReport, ControlError> {
     let mut schema = schema::read(src, databases, Scope::Everything).await?;
+    schema::check_rp(&schema, selection.rp.as_deref(), src)?;
     if let Some(rp) = &selection.rp {
         for db in &mut schema.databases {
             db.retention_policies.retain(|p| p.name == *rp || p.default);

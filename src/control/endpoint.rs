@@ -164,9 +164,13 @@ async fn cluster_nodes(
             cluster.name, srv.name
         ))
     })?;
-    Ok(targets
-        .iter()
-        .filter_map(|t| dns::node_for(&cluster.name, &srv.scheme, t))
+    let (resolved, unresolved) = dns::resolve_targets(&resolver, &targets).await;
+    for ((host, port), error) in unresolved {
+        tracing::warn!(cluster = %cluster.name, target = %format!("{host}:{port}"), %error, "SRV target does not resolve; left out");
+    }
+    Ok(resolved
+        .into_iter()
+        .filter_map(|(t, addrs)| dns::node_for(&cluster.name, &srv.scheme, &t, addrs))
         .collect())
 }
 

@@ -5,7 +5,9 @@
 //!
 //! [`FileLedger`] keeps the record in a file of JSON lines (a header naming
 //! the work, then one line per piece, each written and synced before the
-//! next piece starts); a line cut short by a crash is ignored. The job
+//! next piece starts); a line cut short by a crash is ignored. The header is
+//! written with the first piece, so a run that failed before finishing any
+//! (bad flags, an unknown database) leaves the file free for other work. The job
 //! queue keeps the same record in Redis through the same [`Ledger`] trait.
 
 use std::collections::HashMap;
@@ -63,6 +65,8 @@ struct Entry {
 pub struct FileLedger {
     path: PathBuf,
     file: File,
+    /// The header to write before the first piece, while none is written.
+    header: Option<String>,
     index: HashMap<String, usize>,
     entries: Vec<(String, serde_json::Value)>,
 }
@@ -104,7 +108,8 @@ impl FileLedger {
                     })?;
                     if header.work != work {
                         return Err(ControlError::Usage(format!(
-                            "state file {} records other work ({}); give another --state or remove it",
+                            "state file {} records other work ({}); start over with --restart, \
+                             or give this work another state file",
                             path.display(),
                             header.work
                         )));
@@ -132,20 +137,19 @@ impl FileLedger {
         use std::io::Seek;
         file.seek(std::io::SeekFrom::End(0))
             .map_err(|e| failed("cannot seek", e))?;
-        let mut ledger = FileLedger {
-            path: path.to_path_buf(),
-            file,
-            index,
-            entries,
-        };
-        if !has_header {
-            let line = serde_json::to_string(&Header {
+        let header = (!has_header).then(|| {
+            serde_json::to_string(&Header {
                 work: work.to_string(),
             })
-            .unwrap_or_default();
-            ledger.append(&line)?;
-        }
-        Ok(ledger)
+            .unwrap_or_default()
+        });
+        Ok(FileLedger {
+            path: path.to_path_buf(),
+            file,
+            header,
+            index,
+            entries,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -179,6 +183,9 @@ impl Ledger for FileLedger {
             detail: detail.clone(),
         })
         .map_err(|e| ControlError::Failed(format!("cannot record a piece: {e}")))?;
+        if let Some(header) = self.header.take() {
+            self.append(&header)?;
+        }
         self.append(&line)?;
         self.index.insert(piece.to_string(), self.entries.len());
         self.entries.push((piece.to_string(), detail));
@@ -238,5 +245,12 @@ mod tests {
             FileLedger::open(&path, "work B"),
             Err(ControlError::Usage(_))
         ));
+        // a run that recorded nothing leaves the file to any work
+        let fresh = dir.path().join("y.state");
+        drop(FileLedger::open(&fresh, "work A").unwrap());
+        let mut other = FileLedger::open(&fresh, "work B").unwrap();
+        other.record("p", serde_json::Value::Null).unwrap();
+        drop(other);
+        assert!(FileLedger::open(&fresh, "work A").is_err());
     }
 }

@@ -146,6 +146,26 @@ pub async fn read(server: &Influx, only: &[String], scope: Scope) -> Result<Sche
     })
 }
 
+/// Fails when no database of `schema` has retention policy `rp` (when one
+/// is asked for): a misspelt `--rp` must not pass as "nothing to copy".
+/// Databases without it are simply not read.
+pub fn check_rp(schema: &Schema, rp: Option<&str>, server: &Influx) -> Result<(), ControlError> {
+    let Some(rp) = rp else { return Ok(()) };
+    if schema.databases.iter().any(|db| db.rp(rp).is_some()) {
+        return Ok(());
+    }
+    let names: Vec<String> = schema
+        .databases
+        .iter()
+        .map(|d| format!("{:?}", d.name))
+        .collect();
+    Err(ControlError::Failed(format!(
+        "{}: no retention policy {rp:?} in database {}",
+        server.label(),
+        names.join(", ")
+    )))
+}
+
 /// Every database on `server`.
 pub async fn database_names(server: &Influx) -> Result<Vec<String>, ControlError> {
     let series = server.query_one(None, "SHOW DATABASES").await?;

@@ -262,6 +262,7 @@ pub async fn compare(
     display: Display,
 ) -> Result<VerifyReport, ControlError> {
     let src_schema = schema::read(src, databases, Scope::Storage).await?;
+    schema::check_rp(&src_schema, selection.rp.as_deref(), src)?;
     let dst_names = schema::database_names(dst).await?;
     let present: Vec<String> = src_schema
         .databases
@@ -375,6 +376,7 @@ mod tests {
                 name: b"m",
                 tags: vec![(b"h", tag)],
                 columns: vec![b"time", b"v"],
+                serial: 0,
             };
             s.row(&head, &[Scalar::Int(*t), *v]).unwrap();
         }

@@ -57,7 +57,7 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use tokio::sync::{mpsc, watch};
 
-use crate::config::RoutingSource;
+use crate::config::{Limit, RoutingSource};
 use crate::node::Node;
 use events::{Event, EventKind, Events};
 use names::Metric;
@@ -81,6 +81,8 @@ pub struct Monitor {
     routing_reloads: [Counter; 2],
     open_connections: Gauge,
     self_write_failures: Counter,
+    /// Refusals by `[limits]`, indexed by [`Limit`].
+    limited: [Counter; Limit::ALL.len()],
     events: Events,
     /// The receiving end of `events`, until the self-monitoring task takes it.
     events_rx: Mutex<Option<mpsc::Receiver<Event>>>,
@@ -166,10 +168,20 @@ impl Monitor {
             ],
             open_connections: r.gauge(names::OPEN_CONNECTIONS, &[]),
             self_write_failures: r.counter(names::SELF_WRITE_FAILURES, &[]),
+            limited: Limit::ALL.map(|l| r.counter(names::LIMITED, &[("limit", l.as_str())])),
             events,
             events_rx: Mutex::new(events_rx),
             recorder,
         }
+    }
+
+    /// How many SRV targets of `cluster` did not resolve at its last refresh.
+    pub fn srv_unresolved(&self, cluster: &str, count: usize) {
+        let r = Registrar {
+            recorder: &self.recorder,
+        };
+        r.gauge(names::SRV_UNRESOLVED, &[("cluster", cluster)])
+            .set(count as f64);
     }
 
     /// The handles of a node's metrics (the same series for the same names).
@@ -245,6 +257,11 @@ impl Monitor {
         let message = format!("routing update from {origin} refused: {problems}");
         self.events
             .emit(Event::new(EventKind::TableRefused, message));
+    }
+
+    /// A request was refused (429) by `limit`.
+    pub fn limited(&self, limit: Limit) {
+        self.limited[limit as usize].increment(1);
     }
 
     /// A self-monitoring write did not meet consistency `any`.

@@ -3,7 +3,8 @@
 //! Names follow Prometheus conventions: the `influxdb_router_` prefix,
 //! `_total` on counters, base units (`_seconds`, `_bytes`) in the name.
 //! Labels only ever take values from bounded sets: endpoint, status class,
-//! request kind, event, and the cluster and node names of the configuration.
+//! request kind, event, limit, and the cluster and node names of the
+//! configuration.
 
 /// What kind of series a metric is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,10 +151,20 @@ pub const ROUTING_REFUSED: Metric = metric(
     Kind::Counter,
     "Routing updates refused as invalid (the last good table stayed)",
 );
+pub const SRV_UNRESOLVED: Metric = metric(
+    "influxdb_router_srv_unresolved_targets",
+    Kind::Gauge,
+    "SRV targets of a cluster left out at the last refresh because their host did not resolve",
+);
 pub const ROUTING_RELOADS: Metric = metric(
     "influxdb_router_routing_reloads_total",
     Kind::Counter,
     "Routing configurations read and checked, by source (file or redis)",
+);
+pub const LIMITED: Metric = metric(
+    "influxdb_router_limited_total",
+    Kind::Counter,
+    "Requests refused with 429 by a [limits] limit, by limit",
 );
 pub const EVENTS: Metric = metric(
     "influxdb_router_events_total",
@@ -189,7 +200,7 @@ pub const PROCESS_CPU: Metric = metric(
 );
 
 /// Every metric registered with the recorder (the process ones are rendered apart).
-pub const REGISTERED: [Metric; 30] = [
+pub const REGISTERED: [Metric; 32] = [
     HTTP_REQUESTS,
     HTTP_DURATION,
     HTTP_RECEIVED,
@@ -216,6 +227,8 @@ pub const REGISTERED: [Metric; 30] = [
     ROUTING_SWAPS,
     ROUTING_REFUSED,
     ROUTING_RELOADS,
+    SRV_UNRESOLVED,
+    LIMITED,
     EVENTS,
     EVENTS_DROPPED,
     SELF_WRITE_FAILURES,

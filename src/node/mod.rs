@@ -38,6 +38,9 @@ pub struct Node {
     name: String,
     cluster: String,
     mode: NodeMode,
+    /// The addresses the router resolved for it (DNS SRV targets); empty
+    /// when the system resolves its host.
+    addrs: Vec<std::net::IpAddr>,
     /// `http://host:port` or `https://host:port`, without a trailing slash.
     base: String,
     /// How connections to this node are opened.
@@ -96,6 +99,7 @@ impl Node {
             name: config.name.clone(),
             cluster: cluster.name.clone(),
             mode: config.mode,
+            addrs: config.addrs.clone(),
             base: base.trim_end_matches('/').to_string(),
             client,
             pool: client::Pool::default(),
@@ -119,6 +123,11 @@ impl Node {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The addresses the router resolved for this node (empty: the system resolves it).
+    pub fn addrs(&self) -> &[std::net::IpAddr] {
+        &self.addrs
     }
 
     pub fn cluster(&self) -> &str {
@@ -337,6 +346,7 @@ pub(crate) fn test_node_with(url: &str, queue: Queue) -> Arc<Node> {
         name: "a".into(),
         url: url.parse().unwrap(),
         mode: NodeMode::ReadWrite,
+        addrs: Vec::new(),
     };
     let cluster = ClusterConfig {
         name: "c".into(),
@@ -345,13 +355,14 @@ pub(crate) fn test_node_with(url: &str, queue: Queue) -> Arc<Node> {
         nodes: vec![config.clone()],
         srv: None,
         tls: Default::default(),
+        read_url: None,
     };
     Node::new(
         &cluster,
         &config,
         queue,
         Box::new(metrics::Unmetered),
-        NodeClient::Plain(client::build()),
+        NodeClient::Plain(client::build(&Default::default())),
     )
 }
 

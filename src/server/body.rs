@@ -39,7 +39,17 @@ pub async fn read(
     headers: &HeaderMap,
     limits: Limits,
 ) -> Result<Payload, ApiError> {
-    Ok(read_counting(body, headers, limits, false).await?.0)
+    Ok(read_sized(body, headers, limits).await?.0)
+}
+
+/// Like [`read`], with the body's decoded size (inflated, when gzip).
+pub async fn read_sized(
+    body: Incoming,
+    headers: &HeaderMap,
+    limits: Limits,
+) -> Result<(Payload, u64), ApiError> {
+    let read = read_counting(body, headers, limits, false).await?;
+    Ok((read.payload, read.decoded_size))
 }
 
 /// A write body, and its lines when it is not gzip (counting those would
@@ -48,6 +58,15 @@ pub async fn read(
 pub struct WriteBody {
     pub payload: Payload,
     pub lines: Option<u64>,
+    /// The body's size once decoded: inflated when gzip (what `[limits]` count).
+    pub decoded_size: u64,
+}
+
+/// A body as read: its chunks, newlines counted if asked, decoded size.
+struct ReadBody {
+    payload: Payload,
+    newlines: u64,
+    decoded_size: u64,
 }
 
 /// Like [`read`], counting the body's lines as each chunk arrives, while its
@@ -60,9 +79,13 @@ pub async fn read_write(
 ) -> Result<WriteBody, ApiError> {
     check_encoding(headers)?;
     let count = !is_gzip(headers);
-    let (payload, newlines) = read_counting(body, headers, limits, count).await?;
-    let lines = count.then(|| crate::monitor::http::lines_of(newlines, payload.chunks()));
-    Ok(WriteBody { payload, lines })
+    let read = read_counting(body, headers, limits, count).await?;
+    let lines = count.then(|| crate::monitor::http::lines_of(read.newlines, read.payload.chunks()));
+    Ok(WriteBody {
+        payload: read.payload,
+        lines,
+        decoded_size: read.decoded_size,
+    })
 }
 
 async fn read_counting(
@@ -70,7 +93,7 @@ async fn read_counting(
     headers: &HeaderMap,
     limits: Limits,
     count_newlines: bool,
-) -> Result<(Payload, u64), ApiError> {
+) -> Result<ReadBody, ApiError> {
     let Limits {
         max_size: limit,
         deadline,
@@ -84,10 +107,15 @@ async fn read_counting(
         Ok(result) => result?,
         Err(_) => return Err(ApiError::RequestTimeout(read_timeout)),
     };
-    if is_gzip(headers) {
-        check_inflated_size(&payload, limit).await?;
-    }
-    Ok((payload, newlines))
+    let decoded_size = match is_gzip(headers) {
+        true => check_inflated_size(&payload, limit).await?,
+        false => payload.len(),
+    };
+    Ok(ReadBody {
+        payload,
+        newlines,
+        decoded_size,
+    })
 }
 
 async fn collect(
@@ -148,7 +176,8 @@ pub fn is_gzip(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"))
 }
 
-async fn check_inflated_size(payload: &Payload, limit: u64) -> Result<(), ApiError> {
+/// The inflated size of a gzip body, refused past `limit`.
+async fn check_inflated_size(payload: &Payload, limit: u64) -> Result<u64, ApiError> {
     let inflated = if payload.len() < INFLATE_INLINE_MAX {
         inflated_size(payload, limit)
     } else {
@@ -159,7 +188,7 @@ async fn check_inflated_size(payload: &Payload, limit: u64) -> Result<(), ApiErr
     };
     match inflated {
         Ok(size) if size > limit => Err(ApiError::PayloadTooLarge { limit }),
-        Ok(_) => Ok(()),
+        Ok(size) => Ok(size),
         Err(e) => Err(ApiError::BadRequest(format!("invalid gzip body: {e}"))),
     }
 }

@@ -31,6 +31,9 @@ pub enum ApiError {
     RequestTimeout(Duration),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Over a `[limits]` limit; `retry_after` is in whole seconds.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -51,6 +54,7 @@ impl ApiError {
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -60,10 +64,17 @@ impl ApiError {
     /// The one place an error becomes a response.
     pub fn into_response(self) -> http::Response<ResponseBody> {
         let mut response = response::error(self.status(), &self.to_string());
-        if let ApiError::Unavailable(_) = self {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        match self {
+            ApiError::Unavailable(_) => {
+                let value = HeaderValue::from_static(RETRY_AFTER_SECONDS);
+                response.headers_mut().insert(RETRY_AFTER, value);
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, retry_after.into());
+            }
+            _ => {}
         }
         if let ApiError::RequestTimeout(_) | ApiError::PayloadTooLarge { .. } = self {
             // the rest of the body is not read: the connection cannot be reused

@@ -9,6 +9,8 @@
 //! * [`targets`]: which clusters a query concerns.
 //! * [`status`]: `/ping`, `/health`, `/status`, `/metrics`.
 //! * [`body`]: reading request bodies within their limits.
+//! * [`limits`]: `[limits]`: rates per client address, user and database,
+//!   and concurrent queries per client (429 with `Retry-After`).
 //! * [`prom`]: `/api/v1/prom/write` and `/api/v1/prom/read`, Prometheus
 //!   remote storage through the nodes' own endpoints.
 //! * [`udp`]: line protocol datagrams on `server.udp_bind`, into the same write path.
@@ -32,6 +34,7 @@ pub mod error;
 pub mod fanout;
 pub mod forward;
 pub mod head;
+pub mod limits;
 pub mod nodes;
 mod own;
 pub mod prom;
@@ -109,6 +112,8 @@ pub struct Shared {
     stop_sources: tokio::sync::watch::Sender<bool>,
     /// Merges small writes per node when `[write] coalesce_delay` is set.
     pub coalescer: Option<coalesce::Coalescer>,
+    /// The `[limits]` in force; `None` when none is set.
+    pub limiter: Option<limits::Limiter>,
 }
 
 /// Why the router could not start.
@@ -174,6 +179,7 @@ impl Shared {
             stop_sources: tokio::sync::watch::channel(false).0,
             running: std::sync::Mutex::new(config.clone()),
             coalescer: config.write.coalesce.map(coalesce::Coalescer::new),
+            limiter: limits::Limiter::new(&config.limits),
             config,
         }))
     }
@@ -297,7 +303,8 @@ pub async fn run(
     shared.udp.bind(&shared.config).await?;
     shared.start_sources().await;
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "listening");
+        let limits = shared.config.limits.describe();
+        tracing::info!(%addr, %limits, "listening");
     }
     serve(listener, shared, shutdown).await;
     Ok(())
@@ -323,9 +330,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
             permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
             _ = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => { accept_failed(e).await; continue; }
             },
             _ = &mut shutdown => break,
@@ -333,7 +340,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
         let _ = stream.set_nodelay(true);
         match &shared.https {
             None => {
-                let connection = serve_connection(&shared, graceful.watcher(), stream);
+                let connection = serve_connection(&shared, graceful.watcher(), stream, peer);
                 tokio::spawn(async move {
                     connection.await;
                     drop(permit);
@@ -385,11 +392,12 @@ async fn stop_monitoring(tasks: Vec<JoinHandle<()>>) {
 const MONITORING_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Serves HTTP/1.1 on one connection (a TCP stream, or a TLS stream over
-/// one) until it closes or `watcher` sees shutdown.
+/// one) from `peer` until it closes or `watcher` sees shutdown.
 fn serve_connection<I>(
     shared: &Arc<Shared>,
     watcher: Watcher,
     io: I,
+    peer: SocketAddr,
 ) -> impl Future<Output = ()> + Send + 'static
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -398,9 +406,17 @@ where
     let service_state = shared.clone();
     let stash = Arc::new(head::Stash::default());
     let io = head::Filtered::new(io, stash.clone());
+    // only the limits need to know who is asking
+    let client = shared
+        .limiter
+        .as_ref()
+        .map(|_| limits::ClientAddr(peer.ip().to_canonical()));
     let service = service_fn(move |request| {
         let shared = service_state.clone();
-        let restored = head::restore(&stash, request);
+        let mut restored = head::restore(&stash, request);
+        if let (Some(client), Ok(request)) = (client, &mut restored) {
+            request.extensions_mut().insert(client);
+        }
         async move {
             Ok::<_, Infallible>(match restored {
                 Ok(request) => handle(shared, request).await,
@@ -489,12 +505,15 @@ async fn drain(graceful: GracefulShutdown, shared: &Shared) {
     }
 }
 
-/// Routes one request to its handler, stamps InfluxDB's headers on the
-/// answer and counts it.
+/// Routes one request to its handler (once the `[limits]` let it in),
+/// stamps InfluxDB's headers on the answer and counts it.
 pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<ResponseBody> {
     let started = Instant::now();
     let endpoint = Endpoint::of(request.uri().path());
-    let result = dispatch(&shared, request).await;
+    let result = match &shared.limiter {
+        None => dispatch(&shared, request).await,
+        Some(limiter) => dispatch_limited(&shared, limiter, endpoint, request).await,
+    };
     let mut response = result.unwrap_or_else(ApiError::into_response);
     status::stamp_headers(&shared, response.headers_mut());
     count(&shared.monitor, endpoint, started, &mut response);
@@ -518,6 +537,28 @@ fn count(
         }
         Either::Right(relayed) => relayed.count_into(http.sent_counter(endpoint)),
     }
+}
+
+/// [`dispatch`] for a request that `client_requests` and `client_queries`
+/// let in; a query's permit is held until its answer has been sent.
+async fn dispatch_limited(
+    shared: &Arc<Shared>,
+    limiter: &limits::Limiter,
+    endpoint: Endpoint,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let client = request.extensions().get::<limits::ClientAddr>().copied();
+    let permit = match client {
+        Some(client) => limiter
+            .admit(client.0, endpoint)
+            .map_err(|refusal| limits::refuse(shared, refusal))?,
+        None => None,
+    };
+    let mut response = dispatch(shared, request).await?;
+    if let (Some(permit), Either::Right(streamed)) = (permit, response.body_mut()) {
+        streamed.hold(permit);
+    }
+    Ok(response)
 }
 
 async fn dispatch(

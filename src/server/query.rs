@@ -19,6 +19,7 @@ use super::body::{self, Limits};
 use super::error::ApiError;
 use super::forward::{is_form, query_headers, read_one, relay, Forward};
 use super::head::LongQuery;
+use super::limits::identity::Claimed;
 use super::{ResponseBody, Shared};
 use crate::monitor::Endpoint;
 use crate::payload::Payload;
@@ -32,9 +33,9 @@ pub async fn handle(
     limits: Limits,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let (mut parts, incoming) = request.into_parts();
-    let body = match parts.method {
-        Method::POST => body::read(incoming, &parts.headers, limits).await?,
-        _ => Payload::default(),
+    let (body, decoded_size) = match parts.method {
+        Method::POST => body::read_sized(incoming, &parts.headers, limits).await?,
+        _ => (Payload::default(), 0),
     };
     shared.monitor.http.received(Endpoint::Query, body.len());
     let long = parts.extensions.remove::<LongQuery>();
@@ -42,6 +43,8 @@ pub async fn handle(
     let params = QueryParams::from_request(url_query, &parts.headers, &body);
     let q = params.q.as_deref().filter(|q| !q.trim().is_empty());
     let q = q.ok_or_else(|| ApiError::BadRequest("missing required parameter \"q\"".into()))?;
+    let user = || params.claimed(url_query, &parts.headers);
+    super::limits::charge_body(shared, &parts.extensions, user, &params.db, decoded_size)?;
     let statements = influxql::parse(q);
     let class = classify(&statements)?;
     let forward = match long {
@@ -82,6 +85,20 @@ impl QueryParams {
             params.take_all(&body.to_contiguous());
         }
         params
+    }
+
+    /// The credentials of the query as InfluxDB reads them (`u` and `p`
+    /// from the URL, else `Authorization`), as a `[limits] user_bytes` key.
+    fn claimed(&self, url_query: Option<&str>, headers: &HeaderMap) -> Option<Claimed> {
+        let (mut u, mut p) = (None, None);
+        for (key, value) in form_urlencoded::parse(url_query.unwrap_or("").as_bytes()) {
+            match &*key {
+                "u" => u = Some(value),
+                "p" => p = Some(value),
+                _ => {}
+            }
+        }
+        Claimed::of(u.as_deref(), p.as_deref(), headers)
     }
 
     fn take_all(&mut self, encoded: &[u8]) {

@@ -6,7 +6,7 @@
 //! their queues and health) that did not change, and published with one
 //! swap; node tasks follow. An invalid candidate is refused, logged and
 //! counted, and the last good table keeps serving. Other sections only take
-//! effect after a restart; a change to them is logged.
+//! effect after a restart ([limits] included); a change to them is logged.
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -30,6 +30,8 @@ pub struct ReloadState {
     /// With `source = "redis"`: whether the router's notice queue is bound
     /// to the exchange right now (`None` with other sources).
     pub notices_subscribed: Option<bool>,
+    /// The Redis routing document's version the live table follows.
+    pub document_version: Option<u64>,
 }
 
 /// A candidate table that was not published, and why.
@@ -82,6 +84,16 @@ impl Sink for Publisher {
 
     fn set_notices_subscribed(&self, subscribed: bool) {
         self.0.reloads.set_notices_subscribed(subscribed);
+    }
+
+    fn srv_targets_unresolved(&self, cluster: &str, targets: &[String]) {
+        self.0.monitor.srv_unresolved(cluster, targets.len());
+    }
+
+    fn set_document_version(&self, version: u64) {
+        self.0
+            .reloads
+            .update(|s| s.document_version = Some(version));
     }
 }
 
@@ -241,8 +253,13 @@ fn same_routing(table: &RoutingTable, config: &Config) -> bool {
 }
 
 fn warn_about_fixed_sections(running: &Config, candidate: &Config, origin: &str) {
-    let fixed = |c: &Config| format!("{:?}{:?}{:?}{:?}", c.server, c.write, c.health, c.buffer);
+    let fixed = |c: &Config| {
+        format!(
+            "{:?}{:?}{:?}{:?}{:?}",
+            c.server, c.write, c.health, c.buffer, c.limits
+        )
+    };
     if fixed(running) != fixed(candidate) {
-        tracing::warn!(source = %origin, "[server], [write], [health] and [buffer] changes take effect after a restart");
+        tracing::warn!(source = %origin, "[server], [write], [health], [buffer] and [limits] changes take effect after a restart");
     }
 }

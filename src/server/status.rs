@@ -4,6 +4,7 @@
 //! with `verbose=true`) and reports the version of the nodes behind it.
 //! `/health` is 200 while every cluster has a healthy node, else 503.
 
+use crate::config::RoutingSource;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -116,7 +117,14 @@ pub fn status(shared: &Arc<Shared>) -> Response<ResponseBody> {
         "version": crate::VERSION,
         "uptime_seconds": shared.started.elapsed().as_secs(),
         "routing": {
-            "version": table.version(),
+            // SPEC: the Redis document's version with `source = "redis"` (0 before
+            // one is applied), else a count of swaps
+            "version": match shared.config.routing.source {
+                RoutingSource::Redis => reloads.document_version.unwrap_or(0),
+                RoutingSource::File => table.version(),
+            },
+            "table_version": table.version(),
+            "document_version": reloads.document_version,
             "source": table.source().description,
             "loaded_at": unix_seconds(table.source().loaded_at),
             "default_cluster": table.default_cluster().name,

@@ -53,7 +53,10 @@ impl Https {
             let limit = shared.config.server.read_timeout;
             let peer = stream.peer_addr().ok();
             match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => super::serve_connection(&shared, watcher, tls).await,
+                Ok(Ok(tls)) => match peer {
+                    Some(addr) => super::serve_connection(&shared, watcher, tls, addr).await,
+                    None => tracing::debug!("peer address unknown; connection closed"),
+                },
                 Ok(Err(error)) => {
                     tracing::debug!(?peer, %error, "TLS handshake failed; connection closed")
                 }

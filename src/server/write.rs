@@ -92,6 +92,12 @@ impl WriteParams {
         }
     }
 
+    /// The credentials the write carries, as a `[limits] user_bytes` key.
+    fn claimed(&self, headers: &HeaderMap) -> Option<super::limits::identity::Claimed> {
+        let password = self.password.as_ref().map(Secret::expose);
+        super::limits::identity::Claimed::of(self.user.as_deref(), password, headers)
+    }
+
     /// The 1.x `/write?…` path the nodes receive.
     pub fn node_path(&self) -> String {
         let mut query =
@@ -163,6 +169,14 @@ pub async fn handle(
     let (parts, incoming) = request.into_parts();
     let body = body::read_write(incoming, &parts.headers, limits).await?;
     count_received(shared, api, &body);
+    let user = || params.claimed(&parts.headers);
+    super::limits::charge_body(
+        shared,
+        &parts.extensions,
+        user,
+        &params.db,
+        body.decoded_size,
+    )?;
     write_payload(shared, &params, &parts.headers, body.payload, consistency).await
 }
 

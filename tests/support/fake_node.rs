@@ -53,6 +53,10 @@ pub enum Behaviour {
     /// answered; the connection stays open until the client gives up or the
     /// node is dropped.
     Stall,
+    /// `/query` gets its 200 and headers at once and its body
+    /// ([`OK_QUERY_BODY`]) only after this long: an answer that streams.
+    /// `/write` and `/ping` are answered as in [`Behaviour::Ok`].
+    SlowQueryBody(Duration),
     /// `/query` gets a 200 with chunked encoding and a first chunk holding
     /// [`PARTIAL_QUERY_BODY`], after which the connection is dropped without
     /// the final chunk. `/write` and `/ping` are answered as in
@@ -135,13 +139,23 @@ impl FakeNode {
 
     /// Starts a fake node with the given behaviour.
     pub fn with_behaviour(behaviour: Behaviour) -> FakeNode {
+        FakeNode::bound(behaviour, Ipv4Addr::LOCALHOST, 0)
+    }
+
+    /// Starts a fake node behaving as [`Behaviour::Ok`] on `ip:port` (any
+    /// loopback address: on Linux all of 127.0.0.0/8 is local).
+    pub fn start_on(ip: Ipv4Addr, port: u16) -> FakeNode {
+        FakeNode::bound(Behaviour::Ok, ip, port)
+    }
+
+    fn bound(behaviour: Behaviour, ip: Ipv4Addr, port: u16) -> FakeNode {
         if tokio::runtime::Handle::try_current().is_err() {
             panic!(
                 "FakeNode must be started from within a tokio runtime (e.g. in a #[tokio::test])"
             );
         }
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .expect("FakeNode: cannot bind 127.0.0.1:0");
+        let listener = std::net::TcpListener::bind((ip, port))
+            .unwrap_or_else(|e| panic!("FakeNode: cannot bind {ip}:{port}: {e}"));
         listener
             .set_nonblocking(true)
             .expect("FakeNode: cannot make the listener non-blocking");
@@ -331,6 +345,10 @@ async fn handle(
             respond(StatusCode::OK, Some("application/json"), reset_mid_body())
         }
         Behaviour::ResetMidBody => answer_ok(&method, path),
+        Behaviour::SlowQueryBody(delay) if path == "/query" => {
+            respond(StatusCode::OK, Some("application/json"), late(delay))
+        }
+        Behaviour::SlowQueryBody(_) => answer_ok(&method, path),
     })
 }
 
@@ -378,6 +396,15 @@ fn full(text: &'static str) -> Body {
     Full::new(Bytes::from_static(text.as_bytes()))
         .map_err(|never: Infallible| match never {})
         .boxed()
+}
+
+/// [`OK_QUERY_BODY`], sent `delay` after the response head.
+fn late(delay: Duration) -> Body {
+    let frames = futures_util::stream::once(async move {
+        tokio::time::sleep(delay).await;
+        Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(OK_QUERY_BODY.as_bytes())))
+    });
+    StreamBody::new(frames).boxed()
 }
 
 /// A chunked body: one chunk of [`PARTIAL_QUERY_BODY`], a pause so that it is

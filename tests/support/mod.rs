@@ -15,7 +15,11 @@
 //!   a response body. It records every request it receives so that tests can
 //!   assert what the router forwarded.
 //!
-//! plus [`prometheus`], a real Prometheus server as a remote storage client,
+//! plus [`dataset`], [`compare`] and [`admin`] for the `admin` data-command
+//! tests (the data they copy, comparing two servers answer by answer,
+//! running the command), [`jobs`] (a key prefix of its own on Redis and
+//! RabbitMQ for the job-queue tests, worker processes, job records),
+//! [`prometheus`] (a real Prometheus server as a remote storage client),
 //! [`router`], which starts the router under test in-process on
 //! 127.0.0.1:0 with a generated configuration, [`tls`] (test certificates
 //! and an HTTPS client), and two small helpers, [`free_port`] and
@@ -37,8 +41,12 @@
 // Every test binary compiles this module, but no test binary uses all of it.
 #![allow(dead_code)]
 
+pub mod admin;
+pub mod compare;
+pub mod dataset;
 pub mod fake_node;
 pub mod influxd;
+pub mod jobs;
 pub mod load;
 pub mod prometheus;
 pub mod router;

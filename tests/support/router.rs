@@ -24,6 +24,7 @@ pub struct RouterBuilder {
     buffer: Vec<String>,
     cluster: Vec<String>,
     metrics: Vec<String>,
+    limits: Vec<String>,
 }
 
 impl RouterBuilder {
@@ -77,6 +78,12 @@ impl RouterBuilder {
         self
     }
 
+    /// A `[limits]` key; `value` is TOML (strings quoted).
+    pub fn limits(mut self, key: &str, value: &str) -> Self {
+        self.limits.push(format!("{key} = {value}"));
+        self
+    }
+
     /// The configuration text. Unless a test sets its own, writes use
     /// consistency `all`, so that a 204 means every node has the data.
     pub fn toml(&self) -> String {
@@ -98,12 +105,13 @@ impl RouterBuilder {
         });
         health.extend(self.health.iter().cloned());
         format!(
-            "[server]\nbind = \"127.0.0.1:0\"\n{}\n[write]\n{}\n[health]\n{}\n[buffer]\n{}\n[metrics]\n{}\n[[cluster]]\nname = \"main\"\n{}\nnodes = [\n  {}\n]\n",
+            "[server]\nbind = \"127.0.0.1:0\"\n{}\n[write]\n{}\n[health]\n{}\n[buffer]\n{}\n[metrics]\n{}\n[limits]\n{}\n[[cluster]]\nname = \"main\"\n{}\nnodes = [\n  {}\n]\n",
             self.server.join("\n"),
             write.join("\n"),
             health.join("\n"),
             self.buffer.join("\n"),
             self.metrics.join("\n"),
+            self.limits.join("\n"),
             self.cluster.join("\n"),
             self.nodes.join(",\n  ")
         )

@@ -329,3 +329,79 @@ fn control_keys_have_defaults_and_are_checked() {
         "{all:?}"
     );
 }
+
+#[test]
+fn limits_are_all_off_by_default() {
+    let config = with_cluster("").unwrap();
+    assert!(config.limits.is_off());
+    assert_eq!(config.limits.describe(), "off");
+    assert!(with_cluster("[limits]").unwrap().limits.is_off());
+}
+
+#[test]
+fn limits_take_rates_per_second_and_a_query_count() {
+    let config = with_cluster(
+        "[limits]\nclient_requests = \"2000/s\"\nclient_bytes = \"64MiB/s\"\nuser_bytes = \"1MB/s\"\n\
+         database_bytes = { \"telemetry*\" = \"32MiB/s\", \"*\" = \"100KiB/s\" }\nclient_queries = 32",
+    )
+    .unwrap();
+    let limits = &config.limits;
+    assert_eq!(limits.client_requests, Some(2000));
+    assert_eq!(limits.client_bytes, Some(64 << 20));
+    assert_eq!(limits.user_bytes, Some(1_000_000));
+    assert_eq!(limits.client_queries, Some(32));
+    let globs: Vec<(&str, u64)> = limits
+        .database_bytes
+        .iter()
+        .map(|(glob, rate)| (glob.as_str(), *rate))
+        .collect();
+    assert_eq!(globs, [("telemetry*", 32 << 20), ("*", 100 << 10)]);
+    assert!(!limits.is_off());
+    assert_eq!(
+        limits.describe(),
+        "client_requests 2000/s, client_bytes 67108864B/s, user_bytes 1000000B/s, \
+         database_bytes \"telemetry*\" 33554432B/s, database_bytes \"*\" 102400B/s, client_queries 32"
+    );
+}
+
+#[test]
+fn database_globs_keep_the_order_they_are_written_in() {
+    let config =
+        with_cluster("[limits]\ndatabase_bytes = { \"z*\" = \"1MB/s\", \"a*\" = \"2MB/s\" }")
+            .unwrap();
+    let order: Vec<&str> = config
+        .limits
+        .database_bytes
+        .iter()
+        .map(|(glob, _)| glob.as_str())
+        .collect();
+    assert_eq!(order, ["z*", "a*"]);
+}
+
+#[test]
+fn bad_limits_are_refused_naming_each_key() {
+    let all = problems(with_cluster(
+        "[limits]\nclient_requests = \"fast\"\nclient_bytes = \"64MiB\"\nuser_bytes = 5\n\
+         database_bytes = { \"[x\" = \"1MB/s\", \"ok*\" = \"0B/s\" }\nclient_queries = 0\nclients = 3",
+    ));
+    let keys: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "limits.clients",
+            "limits.database_bytes.\"[x\"",
+            "limits.database_bytes.\"ok*\"",
+            "limits.client_requests",
+            "limits.client_bytes",
+            "limits.user_bytes",
+            "limits.client_queries",
+        ],
+        "{all:?}"
+    );
+    let message = |key: &str| &all.iter().find(|(k, _)| k == key).unwrap().1;
+    assert!(message("limits.client_requests").contains("\"2000/s\""));
+    assert!(message("limits.client_requests").contains("\"fast\""));
+    assert!(message("limits.client_bytes").contains("\"64MiB/s\""));
+    assert!(message("limits.database_bytes.\"ok*\"").contains("greater than zero"));
+    assert!(message("limits.client_queries").contains("got 0"));
+}

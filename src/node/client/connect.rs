@@ -3,9 +3,21 @@
 //! the HTTP/1 handshake that starts a connection's task, and [`Clients`],
 //! which hands a routing table's nodes their [`NodeClient`] and shares TLS
 //! connectors between clusters (and tables) that trust the same way.
+//!
+//! Host names are resolved by [`NodeResolver`]: through the addresses the
+//! routing table pins for them (DNS SRV targets, which the router resolves
+//! through `[routing] dns_servers` itself, so names only that server knows
+//! work), else by the system.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 
 use http::Uri;
 use hyper::client::conn::http1::SendRequest;
@@ -19,22 +31,73 @@ use crate::payload::PayloadBody;
 use crate::tls::{TlsError, Trust};
 
 /// Opens plain TCP connections to `http://` nodes.
-pub type HttpClient = HttpConnector;
+pub type HttpClient = HttpConnector<NodeResolver>;
 
 /// Opens TLS connections to `https://` nodes, verified one way.
-pub type HttpsClient = HttpsConnector<HttpConnector>;
+pub type HttpsClient = HttpsConnector<HttpConnector<NodeResolver>>;
+
+/// Host name → the addresses a routing table pins it to.
+pub type Pins = Arc<RwLock<HashMap<String, Arc<[IpAddr]>>>>;
+
+/// Resolves node host names: pinned ones to their pinned addresses, the
+/// rest through the system (`getaddrinfo` on a blocking thread).
+#[derive(Clone)]
+pub struct NodeResolver {
+    pins: Pins,
+    system: GaiResolver,
+}
+
+impl std::fmt::Debug for NodeResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeResolver").finish_non_exhaustive()
+    }
+}
+
+type Resolving =
+    Pin<Box<dyn Future<Output = Result<std::vec::IntoIter<SocketAddr>, std::io::Error>> + Send>>;
+
+impl tower_service::Service<Name> for NodeResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Resolving;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let pinned = self
+            .pins
+            .read()
+            .ok()
+            .and_then(|pins| pins.get(&name.as_str().to_ascii_lowercase()).cloned());
+        match pinned {
+            // the connector sets the port
+            Some(addrs) => {
+                let list: Vec<SocketAddr> =
+                    addrs.iter().map(|ip| SocketAddr::new(*ip, 0)).collect();
+                Box::pin(std::future::ready(Ok(list.into_iter())))
+            }
+            None => {
+                let lookup = self.system.call(name);
+                Box::pin(async move { Ok(lookup.await?.collect::<Vec<_>>().into_iter()) })
+            }
+        }
+    }
+}
 
 /// How long establishing a TCP connection to a node may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Builds the connector for plain `http://` nodes.
-pub fn build() -> HttpClient {
-    connector()
+/// Builds the connector for plain `http://` nodes, resolving through `pins`.
+pub fn build(pins: &Pins) -> HttpClient {
+    connector(pins)
 }
 
-/// Builds a connector for `https://` nodes that verifies them as `trust` says.
-pub fn build_tls(trust: &Trust) -> Result<HttpsClient, TlsError> {
-    let mut tcp = connector();
+/// Builds a connector for `https://` nodes that verifies them as `trust`
+/// says, resolving through `pins`.
+pub fn build_tls(trust: &Trust, pins: &Pins) -> Result<HttpsClient, TlsError> {
+    let mut tcp = connector(pins);
     // the TLS connector hands its https:// addresses to this one
     tcp.enforce_http(false);
     Ok(hyper_rustls::HttpsConnectorBuilder::new()
@@ -44,8 +107,12 @@ pub fn build_tls(trust: &Trust) -> Result<HttpsClient, TlsError> {
         .wrap_connector(tcp))
 }
 
-fn connector() -> HttpConnector {
-    let mut connector = HttpConnector::new();
+fn connector(pins: &Pins) -> HttpClient {
+    let resolver = NodeResolver {
+        pins: Arc::clone(pins),
+        system: GaiResolver::new(),
+    };
+    let mut connector = HttpConnector::new_with_resolver(resolver);
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
     connector.set_keepalive(Some(Duration::from_secs(60)));
@@ -115,6 +182,8 @@ where
 /// `http://` node shares and one TLS connector per distinct [`Trust`].
 #[derive(Debug)]
 pub struct Clients {
+    /// Shared by every table's connectors.
+    pins: Pins,
     plain: HttpClient,
     tls: Vec<(Trust, Arc<HttpsClient>)>,
     /// Clusters whose node certificates are not verified.
@@ -123,8 +192,10 @@ pub struct Clients {
 
 impl Default for Clients {
     fn default() -> Self {
+        let pins = Pins::default();
         Clients {
-            plain: build(),
+            plain: build(&pins),
+            pins,
             tls: Vec::new(),
             insecure: Vec::new(),
         }
@@ -136,11 +207,28 @@ impl Clients {
     pub fn after(previous: Option<&Clients>) -> Clients {
         match previous {
             Some(previous) => Clients {
+                pins: Arc::clone(&previous.pins),
                 plain: previous.plain.clone(),
                 tls: Vec::new(),
                 insecure: Vec::new(),
             },
             None => Clients::default(),
+        }
+    }
+
+    /// Pins the hosts of `config`'s nodes that carry resolved addresses
+    /// (replacing the pins of any earlier table); the connectors of every
+    /// table resolve through them from now on.
+    pub fn pin(&self, config: &crate::config::Config) {
+        let mut pins: HashMap<String, Arc<[IpAddr]>> = HashMap::new();
+        for node in config.clusters.iter().flat_map(|c| &c.nodes) {
+            if let (false, Some(host)) = (node.addrs.is_empty(), node.url.host()) {
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                pins.insert(host.to_ascii_lowercase(), node.addrs.clone().into());
+            }
+        }
+        if let Ok(mut current) = self.pins.write() {
+            *current = pins;
         }
     }
 
@@ -184,7 +272,7 @@ impl Clients {
             .map(|(_, client)| client.clone());
         let client = match reusable {
             Some(client) => client,
-            None => Arc::new(build_tls(&trust)?),
+            None => Arc::new(build_tls(&trust, &self.pins)?),
         };
         if !self.tls.iter().any(|(t, _)| *t == trust) {
             self.tls.push((trust, client.clone()));
@@ -196,9 +284,13 @@ impl Clients {
 /// Whether `cluster` has, or may discover, `https://` nodes.
 fn uses_tls(cluster: &ClusterConfig) -> bool {
     cluster
-        .srv
+        .read_url
         .as_ref()
-        .is_some_and(|srv| srv.scheme == "https")
+        .is_some_and(|url| url.scheme_str() == Some("https"))
+        || cluster
+            .srv
+            .as_ref()
+            .is_some_and(|srv| srv.scheme == "https")
         || cluster
             .nodes
             .iter()

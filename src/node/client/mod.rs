@@ -127,6 +127,7 @@ impl Node {
         self.metrics()
             .request(kind, bytes, started.elapsed(), failed);
         Ok(result?.map(|body| NodeResponseBody {
+            held: None,
             inner: body,
             _guard: guard,
             sent: None,
@@ -208,9 +209,16 @@ pub struct NodeResponseBody {
     _guard: InFlight,
     /// Counts the bytes as they pass, when relayed to a client.
     sent: Option<metrics::Counter>,
+    /// Whatever must live as long as the answer (a client's query permit).
+    held: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl NodeResponseBody {
+    /// Keeps `value` until the body is dropped: sent to its end, or cut off.
+    pub fn hold(&mut self, value: impl std::any::Any + Send + Sync) {
+        self.held = Some(Box::new(value));
+    }
+
     /// Adds the body's bytes to `counter` as they are read.
     pub fn count_into(&mut self, counter: metrics::Counter) {
         self.sent = Some(counter);

@@ -4,8 +4,15 @@
 //! configuration with that cluster's nodes replaced is handed to the reload
 //! routing [`Sink`] ([`Sink::replace_discovered_nodes`]). A failed
 //! lookup keeps the last list.
+//!
+//! The targets' addresses (A and AAAA) are resolved through the same
+//! resolver at every refresh and carried in the node configurations, so a
+//! target name that only `dns_servers` knows works, and a changed address is
+//! a routing change like any other. A target that does not resolve is left
+//! out (logged, and reported to the sink for the
+//! `influxdb_router_srv_unresolved_targets` gauge); the rest of the cluster stays.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +27,9 @@ use crate::config::{NodeConfig, NodeMode};
 
 /// One SRV target: host name (without the trailing dot) and port.
 pub type Target = (String, u16);
+
+/// A target with the addresses its host resolved to.
+pub type Resolved = (Target, Vec<IpAddr>);
 
 /// Builds the resolver: the given servers (UDP and TCP each), or the system
 /// configuration when there are none. Answers are not cached, so every
@@ -68,11 +78,49 @@ pub async fn lookup(resolver: &TokioResolver, name: &str) -> Result<Vec<Target>,
     Ok(targets)
 }
 
+/// The addresses of each target host, resolved through `resolver` (a
+/// host that is an IP address stands for itself), and the targets whose
+/// host did not resolve, with why.
+pub async fn resolve_targets(
+    resolver: &TokioResolver,
+    targets: &[Target],
+) -> (Vec<Resolved>, Vec<(Target, String)>) {
+    let mut resolved = Vec::with_capacity(targets.len());
+    let mut failed = Vec::new();
+    for target in targets {
+        if let Ok(ip) = target.0.parse::<IpAddr>() {
+            resolved.push((target.clone(), vec![ip]));
+            continue;
+        }
+        let fqdn = format!("{}.", target.0);
+        match resolver.lookup_ip(fqdn.as_str()).await {
+            Ok(answer) => {
+                let mut ips: Vec<IpAddr> = answer.iter().collect();
+                ips.sort();
+                ips.dedup();
+                if ips.is_empty() {
+                    failed.push((target.clone(), "no A or AAAA records".to_string()));
+                } else {
+                    resolved.push((target.clone(), ips));
+                }
+            }
+            Err(e) => failed.push((target.clone(), e.to_string())),
+        }
+    }
+    (resolved, failed)
+}
+
 /// The node of `cluster` for one target: named
 /// `<cluster>-<host>-<port>` (other characters than `[A-Za-z0-9_.-]`
-/// replaced by `_`), read-write, at `<scheme>://host:port`. `None` when the
-/// host does not make a URL.
-pub fn node_for(cluster: &str, scheme: &str, (host, port): &Target) -> Option<NodeConfig> {
+/// replaced by `_`), read-write, at `<scheme>://host:port`, connected to at
+/// `addrs` (empty: the system resolves the host). `None` when the host does
+/// not make a URL.
+pub fn node_for(
+    cluster: &str,
+    scheme: &str,
+    (host, port): &Target,
+    addrs: Vec<IpAddr>,
+) -> Option<NodeConfig> {
     let name: String = format!("{cluster}-{host}-{port}")
         .chars()
         .map(|c| {
@@ -88,6 +136,7 @@ pub fn node_for(cluster: &str, scheme: &str, (host, port): &Target) -> Option<No
         name,
         url,
         mode: NodeMode::ReadWrite,
+        addrs,
     })
 }
 
@@ -129,8 +178,8 @@ async fn refresh(
     cluster: String,
     mut stop: watch::Receiver<bool>,
 ) {
-    // the record name and the targets last published for it
-    let mut last: Option<(String, Vec<Target>)> = None;
+    // the record name and the targets (with their addresses) last published for it
+    let mut last: Option<(String, Vec<Resolved>)> = None;
     loop {
         let config = sink.running_config();
         let Some(srv) = config
@@ -143,14 +192,28 @@ async fn refresh(
             return;
         };
         let looked_up = tokio::select! {
-            result = lookup(&resolver, &srv.name) => result,
+            result = async {
+                let targets = lookup(&resolver, &srv.name).await?;
+                Ok::<_, String>(resolve_targets(&resolver, &targets).await)
+            } => result,
             _ = stop.changed() => return,
         };
+        let looked_up = looked_up.map(|(targets, unresolved)| {
+            for ((host, port), error) in &unresolved {
+                tracing::warn!(%cluster, srv = %srv.name, target = %format!("{host}:{port}"), %error, "SRV target does not resolve; left out of the cluster");
+            }
+            let names: Vec<String> = unresolved
+                .iter()
+                .map(|((host, port), _)| format!("{host}:{port}"))
+                .collect();
+            sink.srv_targets_unresolved(&cluster, &names);
+            targets
+        });
         match looked_up {
             Ok(targets) if last.as_ref() != Some(&(srv.name.clone(), targets.clone())) => {
                 let nodes: Vec<NodeConfig> = targets
                     .iter()
-                    .filter_map(|t| node_for(&cluster, &srv.scheme, t))
+                    .filter_map(|(t, addrs)| node_for(&cluster, &srv.scheme, t, addrs.clone()))
                     .collect();
                 let origin = format!("DNS SRV {} for cluster {cluster}", srv.name);
                 match sink.replace_discovered_nodes(&cluster, nodes, &origin) {
@@ -182,13 +245,13 @@ mod tests {
 
     #[test]
     fn node_names_are_sanitized() {
-        let node = node_for("k8s", "http", &("influx-0.svc.local".into(), 8086)).unwrap();
+        let node = node_for("k8s", "http", &("influx-0.svc.local".into(), 8086), vec![]).unwrap();
         assert_eq!(node.name, "k8s-influx-0.svc.local-8086");
         assert_eq!(node.url.to_string(), "http://influx-0.svc.local:8086/");
         assert_eq!(node.mode, NodeMode::ReadWrite);
-        let odd = node_for("c", "http", &("a_b".into(), 1)).unwrap();
+        let odd = node_for("c", "http", &("a_b".into(), 1), vec![]).unwrap();
         assert_eq!(odd.name, "c-a_b-1");
-        let spaced = node_for("c d", "http", &("h".into(), 2));
+        let spaced = node_for("c d", "http", &("h".into(), 2), vec![]);
         assert!(spaced.is_none() || spaced.unwrap().name == "c_d-h-2");
     }
 }

@@ -51,4 +51,12 @@ pub trait Sink: Send + Sync + 'static {
 
     /// Whether change notices (RabbitMQ) are being received right now.
     fn set_notices_subscribed(&self, subscribed: bool);
+
+    /// The SRV targets of `cluster` left out at the last refresh because
+    /// their host did not resolve (`host:port`; empty when all resolved).
+    fn srv_targets_unresolved(&self, cluster: &str, targets: &[String]);
+
+    /// The version of the routing document (Redis) the live table follows,
+    /// once a document of that version has been applied.
+    fn set_document_version(&self, version: u64);
 }

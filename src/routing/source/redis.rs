@@ -267,10 +267,12 @@ impl Follower {
         match self.sink.apply_document(&document, &origin) {
             Applied::Swapped(table) => {
                 tracing::info!(version, table, "routing table swapped from redis");
+                self.sink.set_document_version(version);
                 write_cache(&self.cache, version, &document).await;
             }
             Applied::Unchanged => {
                 tracing::debug!(version, "routing document read; routing unchanged");
+                self.sink.set_document_version(version);
                 write_cache(&self.cache, version, &document).await;
             }
             Applied::Refused(_) => {}
@@ -324,6 +326,7 @@ pub async fn start(sink: &Arc<dyn Sink>, config: &Config, stop: watch::Receiver<
                 tracing::warn!(cache = %follower.cache.display(), version, "redis unreachable at start; starting from the cached routing table");
                 if !matches!(sink.apply_document(&document, &origin), Applied::Refused(_)) {
                     follower.seen = Some(version);
+                    sink.set_document_version(version);
                 }
             }
             None => {
