@@ -163,7 +163,9 @@ impl Limiter {
             })?;
         }
         match (&self.client_queries, endpoint) {
-            (Some(queries), Endpoint::Query) => queries.enter(client).map(Some),
+            (Some(queries), Endpoint::Query | Endpoint::PromRead) => {
+                queries.enter(client).map(Some)
+            }
             _ => Ok(None),
         }
     }
