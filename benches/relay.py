@@ -23,6 +23,13 @@ Scenarios:
      writes of the 32 clients go to each node merged
   g  like a, with coalescing on as in f: large batches are not merged, so g
      should match a
+  h  Prometheus remote write (/api/v1/prom/write): a snappy protobuf
+     WriteRequest of 500 samples (Prometheus's default max_samples_per_send,
+     built by examples/prom_body.rs) to the cluster of 2 nodes: checked, then
+     forwarded unchanged; shown as samples/s next to the same body sent
+     straight to a sink
+  i  like h, with the shard rule of c: decompressed, split by metric name
+     over two clusters of 2 nodes, each part compressed again
   l  like a, with every [limits] limit on, set so high that nothing is
      refused, and the writes carrying u and p so that the user limit is
      taken too: what the limits cost (compare with a in the same run)
@@ -52,6 +59,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # BENCH_ROUTER=/path/to/influxdb-router measures another build (an A/B against an older commit)
 ROUTER = os.environ.get("BENCH_ROUTER") or os.path.join(ROOT, "target", "release", "influxdb-router")
 SINK = os.path.join(ROOT, "target", "release", "examples", "sink")
+PROM_BODY = os.path.join(ROOT, "target", "release", "examples", "prom_body")
+PROM_SAMPLES = 500
 ROUTER_PORT = 15296
 SINK_PORTS = [18201, 18202, 18203, 18204]
 STALL_PORT = 18209
@@ -122,7 +131,7 @@ on_full = "drop-oldest"
 [log]
 level = "warn"
 """
-    if scenario == "c":
+    if scenario in "ci":
         return head + f"""
 [routing]
 default_cluster = "c1"
@@ -247,10 +256,13 @@ class Router:
 
 def measure(scenario, args, work, bodies, script):
     body = {"a": bodies["big"], "b": bodies["small"], "c": bodies["big"], "d": bodies["big"], "e": None,
-            "f": bodies["small"], "g": bodies["big"], "l": bodies["big"]}[scenario]
+            "f": bodies["small"], "g": bodies["big"], "h": bodies["prom"], "i": bodies["prom"],
+            "l": bodies["big"]}[scenario]
     size = os.path.getsize(body) if body else 0
     if scenario == "e":
         path = "/query?db=bench&q=SELECT+usage_idle+FROM+cpu+WHERE+time+%3E+now()+-+1h+LIMIT+100"
+    elif scenario in "hi":
+        path = "/api/v1/prom/write?db=bench"
     elif scenario == "l":
         path = "/write?db=bench&u=bench&p=bench"
     else:
@@ -287,6 +299,10 @@ def measure(scenario, args, work, bodies, script):
         dsecs = d["duration_us"] / 1e6
         row.update({"direct_rps": d["requests"] / dsecs, "direct_mbps": d["requests"] * size / dsecs / 1e6,
                     "direct_p50_ms": d["p50_us"] / 1000, "direct_p99_ms": d["p99_us"] / 1000})
+    if scenario in "hi":
+        row["samples_per_s"] = row["rps"] * PROM_SAMPLES
+        if d:
+            row["direct_samples_per_s"] = row["direct_rps"] * PROM_SAMPLES
     return row
 
 
@@ -299,7 +315,7 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of load before measuring")
-    parser.add_argument("--scenarios", default="abcdefgl")
+    parser.add_argument("--scenarios", default="abcdefghil")
     parser.add_argument("--big-lines", type=int, default=5000, help="lines of the large batch")
     parser.add_argument("--json", help="also write the medians and every run here")
     parser.add_argument("--extra-config", metavar="FILE",
@@ -328,6 +344,11 @@ def main():
         big = write_batch(bodies["big"], args.big_lines, MEASUREMENTS)
         small = write_batch(bodies["small"], 10, MEASUREMENTS)
         print(f"batches: {args.big_lines:,} lines = {big:,} bytes; 10 lines = {small:,} bytes")
+        if any(s in "hi" for s in args.scenarios):
+            bodies["prom"] = f"{work}/prom.bin"
+            made = subprocess.run([PROM_BODY, bodies["prom"], str(PROM_SAMPLES)],
+                                  capture_output=True, text=True, check=True)
+            print(f"remote write: {made.stdout.strip()}")
         print(f"{args.runs} runs x {args.duration}s per scenario, 32 connections, wrk -t1\n")
         runs = {s: [] for s in args.scenarios}
         for i in range(args.runs):
@@ -351,7 +372,8 @@ def main():
 def report(medians, big_lines):
     names = {"a": "a {}-line, 2 nodes", "b": "b 10-line, 2 nodes", "c": "c {}-line, split",
              "d": "d {}-line, 1 stalled", "e": "e SELECT 100 rows", "f": "f 10-line, coalesced",
-             "g": "g {}-line, coalesced", "l": "l {}-line, limits on"}
+             "g": "g {}-line, coalesced", "h": "h prom write, 2 nodes", "i": "i prom write, split",
+             "l": "l {}-line, limits on"}
     names = {s: name.format(big_lines) for s, name in names.items()}
     print("\nmedians                  req/s     MB/s  CPU ms/req  peak RSS   p50 ms   p99 ms | "
           "direct req/s  direct MB/s  direct p99 | ratio")
@@ -368,6 +390,14 @@ def report(medians, big_lines):
         errors = f"  ({m['errors']:.0f} errors)" if m["errors"] else ""
         print(f"{names[s]:<23} {m['rps']:7,.0f} {m['mbps']:8,.0f} {m['cpu_ms']:11.3f} {m['rss_mb']:7.1f}MB "
               f"{m['p50_ms']:8.2f} {m['p99_ms']:8.2f} | {direct} | {ratio}{errors}")
+    prom = [s for s in medians if "samples_per_s" in medians[s]]
+    if prom:
+        print(f"\nPrometheus remote write ({PROM_SAMPLES} samples a request)   samples/s | direct samples/s | ratio")
+        for s in prom:
+            m = medians[s]
+            direct = m.get("direct_samples_per_s")
+            print(f"{names[s]:<45} {m['samples_per_s']:11,.0f} | {direct or 0:16,.0f} | "
+                  f"{m['samples_per_s'] / direct if direct else 0:.2f}")
 
 
 if __name__ == "__main__":

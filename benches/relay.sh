@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The relay load benchmark (see benches/relay.py for what it measures):
 # builds the router and the sink node in release mode, installs wrk from
-# Debian's packages when it is missing, and runs the scenarios a to g and l.
+# Debian's packages when it is missing, and runs the scenarios a to i and l.
 #
-# Usage: benches/relay.sh [--runs 3] [--duration 10] [--scenarios abcdefgl] [--big-lines 5000]
+# Usage: benches/relay.sh [--runs 3] [--duration 10] [--scenarios abcdefghil] [--big-lines 5000]
 #                         [--extra-config FILE] [--json FILE]        (--help: what each scenario is)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +28,6 @@ if ! have wrk; then
     ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y wrk
 fi
 
-cargo build --release --quiet --bin influxdb-router --example sink
+cargo build --release --quiet --bin influxdb-router --example sink --example prom_body
 echo "==> $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 exec python3 benches/relay.py "$@"

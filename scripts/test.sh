@@ -9,6 +9,9 @@
 #    Likewise `dnsmasq` (Debian package `dnsmasq-base`: the binary without a
 #    system service), the real DNS server the DNS SRV discovery test starts
 #    on a free loopback port.
+#    Likewise `prometheus` (Debian package `prometheus`), the real
+#    Prometheus server tests/prometheus.rs starts as the remote write and
+#    remote read client.
 #    Likewise `systemd-analyze` (Debian package `systemd`), which verifies
 #    the systemd unit in tests/deploy.rs, and the PyPI package
 #    `kubernetes-validate`, which checks the Kubernetes manifests offline.
@@ -73,6 +76,23 @@ if ! have dnsmasq && [[ ! -x /usr/sbin/dnsmasq ]]; then
     apt_install dnsmasq-base
     if ! have dnsmasq && [[ ! -x /usr/sbin/dnsmasq ]]; then
         echo "error: dnsmasq still not found after installing dnsmasq-base" >&2
+        exit 1
+    fi
+fi
+
+# The remote storage tests (tests/prometheus.rs) run a real Prometheus server
+# on a free loopback port as the client. The package also installs a system
+# service; the tests never use it, so stop the one this script caused to exist.
+if ! have prometheus; then
+    echo "==> prometheus not found; installing the Debian package prometheus with apt-get."
+    apt_install prometheus
+    if have systemctl && [[ -d /run/systemd/system ]] \
+        && systemctl is-active --quiet prometheus 2>/dev/null; then
+        echo "==> stopping the prometheus system service started by the package (the tests do not need it)"
+        ${sudo[@]+"${sudo[@]}"} systemctl disable --now prometheus || true
+    fi
+    if ! have prometheus; then
+        echo "error: prometheus still not on PATH after installing prometheus" >&2
         exit 1
     fi
 fi

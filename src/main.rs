@@ -74,6 +74,14 @@ enum AdminCommand {
     Backup(control::backup::BackupArgs),
     /// Load a backup into a node or cluster, optionally under another database name
     Restore(control::restore::RestoreArgs),
+    /// Create a database on every node of a cluster (through a router)
+    CreateDatabase(control::create_database::CreateDatabaseArgs),
+    /// Put a job on the job queue and print its id (--wait: follow it to its end)
+    Enqueue(control::jobs::commands::EnqueueArgs),
+    /// List jobs, show one, or cancel one (`jobs cancel ID`)
+    Jobs(control::jobs::commands::JobsArgs),
+    /// Run jobs from the queue, one at a time per lane
+    Worker(control::jobs::worker::WorkerArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,7 +164,7 @@ fn admin(loaded: &LoadedConfig, command: AdminCommand) -> ExitCode {
             })
         }
         AdminCommand::Backfill(args) => run_control(
-            control::backfill::run(config, &args, Display::Auto),
+            control::backfill::run(config, &args, Display::Auto, None),
             |report| {
                 println!("{}", report.summary);
                 report.outcome()
@@ -187,12 +195,37 @@ fn admin(loaded: &LoadedConfig, command: AdminCommand) -> ExitCode {
             },
         ),
         AdminCommand::Restore(args) => run_control(
-            control::restore::run(config, &args, Display::Auto),
+            control::restore::run(config, &args, Display::Auto, None),
             |report| {
                 print!("{}", report.text());
                 report.outcome()
             },
         ),
+        AdminCommand::CreateDatabase(args) => {
+            run_control(control::create_database::run(config, &args), |report| {
+                println!("{}", report.summary);
+                Ok(())
+            })
+        }
+        AdminCommand::Enqueue(args) => run_control(
+            async {
+                let (id, wait) = control::jobs::commands::enqueue(config, &args).await?;
+                println!("{id}");
+                if wait {
+                    let summary = control::jobs::commands::wait(config, &id).await?;
+                    println!("{summary}");
+                }
+                Ok(())
+            },
+            Ok,
+        ),
+        AdminCommand::Jobs(args) => {
+            run_control(control::jobs::commands::show(config, &args), |text| {
+                print!("{text}");
+                Ok(())
+            })
+        }
+        AdminCommand::Worker(args) => run_control(control::jobs::worker::run(config, &args), Ok),
     }
 }
 

@@ -25,6 +25,7 @@ use serde_json::Value;
 
 const ROUTER_PORT: u16 = 5096;
 const UNIT: &str = "systemd/influxdb-router.service";
+const WORKER_UNIT: &str = "systemd/influxdb-router-worker.service";
 const INSTALLED_BINARY: &str = "/usr/local/bin/influxdb-router";
 const CONFIG_PATH: &str = "/etc/influxdb-router/config.toml";
 
@@ -48,9 +49,18 @@ fn systemd_analyze() -> Command {
 /// binary path pointing at the freshly built binary: `verify` checks that
 /// the programs a unit runs exist.
 fn unit_copy(edit: impl Fn(&str) -> String) -> (tempfile::TempDir, std::path::PathBuf) {
-    let text = repo_file(UNIT).replace(INSTALLED_BINARY, env!("CARGO_BIN_EXE_influxdb-router"));
+    unit_copy_of(UNIT, edit)
+}
+
+/// [`unit_copy`] of the unit at `file`.
+fn unit_copy_of(
+    file: &str,
+    edit: impl Fn(&str) -> String,
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    let text = repo_file(file).replace(INSTALLED_BINARY, env!("CARGO_BIN_EXE_influxdb-router"));
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("influxdb-router.service");
+    let name = Path::new(file).file_name().unwrap();
+    let path = dir.path().join(name);
     std::fs::write(&path, edit(&text)).unwrap();
     (dir, path)
 }
@@ -81,6 +91,40 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         warnings.is_empty(),
         "systemd-analyze verify warns about the unit:\n{stderr}"
     );
+}
+
+#[test]
+fn worker_unit_passes_systemd_analyze_verify_and_runs_the_worker_sandboxed() {
+    let (_dir, unit) = unit_copy_of(WORKER_UNIT, str::to_owned);
+    let (ok, warnings, stderr) = verify(&unit);
+    assert!(ok, "systemd-analyze verify failed:\n{stderr}");
+    assert!(
+        warnings.is_empty(),
+        "systemd-analyze verify warns:\n{stderr}"
+    );
+    let text = repo_file(WORKER_UNIT);
+    let parsed = systemd_unit(&text);
+    let start: Vec<&str> = parsed.one("ExecStart").split_whitespace().collect();
+    assert_eq!(
+        start,
+        [INSTALLED_BINARY, "admin", "worker", "--config", CONFIG_PATH]
+    );
+    assert_eq!(parsed.one("DynamicUser"), "yes");
+    assert_eq!(parsed.one("Restart"), "always");
+    let output = systemd_analyze()
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&unit)
+        .output()
+        .expect("cannot run systemd-analyze");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let score: f64 = stdout
+        .lines()
+        .find_map(|line| {
+            line.split_once("Overall exposure level for influxdb-router-worker.service:")
+        })
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{stdout}"));
+    assert!(score <= 2.0, "exposure {score} above 2.0:\n{stdout}");
 }
 
 #[test]
@@ -342,7 +386,41 @@ fn every_workload_selector_matches_its_pod_labels() {
             seen += 1;
         }
     }
-    assert_eq!(seen, 3);
+    assert_eq!(seen, 4);
+}
+
+#[test]
+fn worker_deployment_runs_admin_worker_with_a_valid_config_naming_the_job_queue() {
+    let k8s = Manifests::load_all();
+    let deployment = k8s.get("Deployment", "influxdb-router-worker");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        args,
+        [
+            "admin",
+            "worker",
+            "--config",
+            "/etc/influxdb-router/config.toml"
+        ]
+    );
+    assert_eq!(
+        container["image"],
+        k8s.get("Deployment", "influxdb-router")["spec"]["template"]["spec"]["containers"][0]
+            ["image"],
+        "the workers run the router's image"
+    );
+    let map = k8s.get("ConfigMap", "influxdb-router-worker");
+    let text = map["data"]["config.toml"].as_str().unwrap();
+    let config = Config::from_toml_str(text, "workers.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.routing.redis_url.contains("redis"));
+    assert!(config.routing.amqp_url.starts_with("amqp://"));
+    assert_eq!(config.control.max_attempts, 3);
 }
 
 #[test]

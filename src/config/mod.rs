@@ -329,6 +329,9 @@ pub struct ClusterConfig {
     pub srv: Option<SrvConfig>,
     /// How `https://` nodes of this cluster are verified.
     pub tls: NodeTlsConfig,
+    /// Where this cluster's reads go first (a Service balancing over its
+    /// nodes); when it fails before the first byte, the router picks a node.
+    pub read_url: Option<http::Uri>,
 }
 
 /// `ca_file` and `insecure_skip_verify` of a `[[cluster]]`.

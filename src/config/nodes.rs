@@ -45,6 +45,11 @@ pub(crate) fn clusters(
             nodes => check_nodes(nodes, &path, &mut seen_nodes, problems),
         };
         let password = check_credentials(raw.username.as_deref(), raw.password, &path, problems);
+        let read_url = raw.read_url.as_deref().and_then(|text| {
+            parse_node_url(text)
+                .map_err(|message| problems.push(&join(&path, "read_url"), message))
+                .ok()
+        });
         if let Some(name) = name {
             let username = raw.username;
             clusters.push(ClusterConfig {
@@ -54,6 +59,7 @@ pub(crate) fn clusters(
                 nodes,
                 srv,
                 tls,
+                read_url,
             });
         }
     }

@@ -127,6 +127,7 @@ pub(crate) struct RawCluster {
     pub srv: Option<String>,
     pub srv_interval: Option<String>,
     pub scheme: Option<String>,
+    pub read_url: Option<String>,
     pub ca_file: Option<String>,
     pub insecure_skip_verify: Option<bool>,
 }

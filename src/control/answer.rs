@@ -15,7 +15,13 @@ pub struct SeriesHead<'a> {
     pub name: &'a [u8],
     pub tags: Vec<(&'a [u8], &'a [u8])>,
     pub columns: Vec<&'a [u8]>,
+    /// Different for every series read (in this process), so a sink may
+    /// keep what it derived from one series for all of its rows.
+    pub serial: u64,
 }
+
+/// Hands out [`SeriesHead::serial`]s.
+static SERIALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Takes the rows of an answer as they are read.
 pub trait Rows {
@@ -83,7 +89,10 @@ fn read_result(c: &mut Cursor<'_>, rows: &mut dyn Rows) -> Result<(), AnswerErro
 }
 
 fn read_series<'a>(c: &mut Cursor<'a>, rows: &mut dyn Rows) -> Result<(), AnswerError> {
-    let mut head = SeriesHead::default();
+    let mut head = SeriesHead {
+        serial: SERIALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        ..SeriesHead::default()
+    };
     let mut values: Vec<Scalar<'a>> = Vec::new();
     for _ in 0..c.map_len()? {
         match c.str()? {

@@ -106,11 +106,13 @@ pub fn selection(
     })
 }
 
-/// Runs `admin backfill` with its state in a file.
+/// Runs `admin backfill`: finished pieces go to `ledger` when given (a
+/// job's, in Redis), else to the state file.
 pub async fn run(
     config: &Config,
     args: &BackfillArgs,
     display: Display,
+    ledger: Option<&mut dyn Ledger>,
 ) -> Result<BackfillReport, ControlError> {
     let selection = selection(
         args.rp.as_deref(),
@@ -134,22 +136,28 @@ pub async fn run(
         args.measurement,
         selection.range
     );
-    let path = args
-        .state
-        .clone()
-        .unwrap_or_else(|| ledger::default_path(&config.buffer.dir, "backfill", &work));
-    if args.restart {
-        ledger::forget(&path)?;
-    }
-    let mut ledger = FileLedger::open(&path, &work)?;
+    let mut file_ledger = None;
+    let ledger: &mut dyn Ledger = match ledger {
+        Some(ledger) => ledger,
+        None => {
+            let path = args
+                .state
+                .clone()
+                .unwrap_or_else(|| ledger::default_path(&config.buffer.dir, "backfill", &work));
+            if args.restart {
+                ledger::forget(&path)?;
+            }
+            file_ledger.insert(FileLedger::open(&path, &work)?)
+        }
+    };
     let http = HttpClient::new().map_err(ControlError::Failed)?;
     let src = Influx::new(src, http.clone());
     let dst: Vec<Influx> = dst
         .into_iter()
         .map(|e| Influx::new(e, http.clone()))
         .collect();
-    let mut report = copy(&src, dst, &args.databases, &selection, &mut ledger, display).await?;
-    report.state_file = Some(path);
+    let mut report = copy(&src, dst, &args.databases, &selection, ledger, display).await?;
+    report.state_file = file_ledger.map(|l| l.path().to_path_buf());
     Ok(report)
 }
 

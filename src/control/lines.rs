@@ -13,6 +13,12 @@ use super::msgpack::Scalar;
 #[derive(Debug, Default)]
 pub struct Encoder {
     out: Vec<u8>,
+    /// The series the cached parts below belong to (0: none).
+    series: u64,
+    /// `measurement,tag=value…` of that series, escaped.
+    key: Vec<u8>,
+    /// Its field columns, escaped, each with `=` after it.
+    fields: Vec<Vec<u8>>,
     /// Points in `out`.
     points: usize,
     /// Points encoded since creation.
@@ -38,6 +44,40 @@ impl Encoder {
         self.out.is_empty()
     }
 
+    /// Escapes the key and field names of `series` once for all its rows.
+    fn learn(&mut self, series: &SeriesHead<'_>) -> Result<(), String> {
+        let has_newline = |b: &[u8]| memchr::memchr(b'\n', b).is_some();
+        if has_newline(series.name)
+            || series
+                .tags
+                .iter()
+                .any(|(k, v)| has_newline(k) || has_newline(v))
+            || series.columns.iter().any(|c| has_newline(c))
+        {
+            return Err(format!(
+                "series {:?} has a newline in a name or tag value, which line protocol cannot carry",
+                String::from_utf8_lossy(series.name)
+            ));
+        }
+        self.key.clear();
+        escape(&mut self.key, series.name, b", ");
+        for (key, value) in &series.tags {
+            self.key.push(b',');
+            escape(&mut self.key, key, b",= ");
+            self.key.push(b'=');
+            escape(&mut self.key, value, b",= ");
+        }
+        self.fields.clear();
+        for column in &series.columns[1..] {
+            let mut field = Vec::with_capacity(column.len() + 1);
+            escape(&mut field, column, b",= ");
+            field.push(b'=');
+            self.fields.push(field);
+        }
+        self.series = series.serial;
+        Ok(())
+    }
+
     /// Hands over the batch and starts a new one.
     pub fn take(&mut self) -> Vec<u8> {
         self.points = 0;
@@ -55,36 +95,19 @@ impl Rows for Encoder {
         if values[1..].iter().all(|v| matches!(v, Scalar::Nil)) {
             return Ok(());
         }
-        let has_newline = |b: &[u8]| memchr::memchr(b'\n', b).is_some();
-        if has_newline(series.name)
-            || series
-                .tags
-                .iter()
-                .any(|(k, v)| has_newline(k) || has_newline(v))
-            || series.columns.iter().any(|c| has_newline(c))
-        {
-            return Err(format!(
-                "series {:?} has a newline in a name or tag value, which line protocol cannot carry",
-                String::from_utf8_lossy(series.name)
-            ));
+        if self.series != series.serial || series.serial == 0 {
+            self.learn(series)?;
         }
         let start = self.out.len();
-        escape(&mut self.out, series.name, b", ");
-        for (key, value) in &series.tags {
-            self.out.push(b',');
-            escape(&mut self.out, key, b",= ");
-            self.out.push(b'=');
-            escape(&mut self.out, value, b",= ");
-        }
+        self.out.extend_from_slice(&self.key);
         let mut separator = b' ';
-        for (column, value) in series.columns[1..].iter().zip(&values[1..]) {
+        for (i, value) in values[1..].iter().enumerate() {
             if matches!(value, Scalar::Nil) {
                 continue;
             }
             self.out.push(separator);
             separator = b',';
-            escape(&mut self.out, column, b",= ");
-            self.out.push(b'=');
+            self.out.extend_from_slice(&self.fields[i]);
             if let Err(e) = field_value(&mut self.out, value) {
                 self.out.truncate(start);
                 return Err(e);
@@ -186,6 +209,7 @@ mod tests {
             name,
             tags,
             columns,
+            serial: 0,
         }
     }
 

@@ -17,9 +17,11 @@
 pub mod answer;
 pub mod backfill;
 pub mod backup;
+pub mod create_database;
 pub mod endpoint;
 pub mod http;
 pub mod influx;
+pub mod jobs;
 pub mod ledger;
 pub mod lines;
 pub mod msgpack;

@@ -4,6 +4,8 @@
 //! the one-line summary at the end.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -12,12 +14,36 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
 
 /// How progress is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Display {
     /// A bar when stderr is a terminal, else plain lines.
     Auto,
-    /// Nothing until the summary (jobs, tests).
+    /// Nothing until the summary (tests).
     Quiet,
+    /// Nothing shown; the counts go to a [`Meter`] that someone else reads
+    /// (a job's heartbeat writes them to its record).
+    Observed(Arc<Meter>),
+}
+
+/// Counts of a running command, readable from another task.
+#[derive(Debug, Default)]
+pub struct Meter {
+    pub pieces_total: AtomicU64,
+    pub pieces_done: AtomicU64,
+    pub points: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+impl Meter {
+    /// `{"pieces_total","pieces_done","points","bytes"}`.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "pieces_total": self.pieces_total.load(Ordering::Relaxed),
+            "pieces_done": self.pieces_done.load(Ordering::Relaxed),
+            "points": self.points.load(Ordering::Relaxed),
+            "bytes": self.bytes.load(Ordering::Relaxed),
+        })
+    }
 }
 
 /// Counts of a long command, shown as they change.
@@ -27,6 +53,7 @@ pub struct Progress {
     unit: &'static str,
     bar: Option<ProgressBar>,
     plain: bool,
+    meter: Option<Arc<Meter>>,
     started: Instant,
     last_line: Instant,
     pub pieces_total: u64,
@@ -49,7 +76,15 @@ impl Progress {
         pieces_total: u64,
         display: Display,
     ) -> Progress {
-        let terminal = display == Display::Auto && std::io::stderr().is_terminal();
+        let auto = matches!(display, Display::Auto);
+        let terminal = auto && std::io::stderr().is_terminal();
+        let meter = match display {
+            Display::Observed(meter) => {
+                meter.pieces_total.store(pieces_total, Ordering::Relaxed);
+                Some(meter)
+            }
+            _ => None,
+        };
         let bar = terminal.then(|| {
             let bar =
                 ProgressBar::with_draw_target(Some(pieces_total), ProgressDrawTarget::stderr());
@@ -67,7 +102,8 @@ impl Progress {
             verb,
             unit,
             bar,
-            plain: display == Display::Auto && !terminal,
+            plain: auto && !terminal,
+            meter,
             started: Instant::now(),
             last_line: Instant::now(),
             pieces_total,
@@ -96,12 +132,19 @@ impl Progress {
     pub fn add(&mut self, points: u64, bytes: u64) {
         self.points += points;
         self.bytes += bytes;
+        if let Some(meter) = &self.meter {
+            meter.points.fetch_add(points, Ordering::Relaxed);
+            meter.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
         self.show();
     }
 
     /// One more piece finished (or skipped as finished before).
     pub fn piece_done(&mut self, skipped: bool) {
         self.pieces_done += 1;
+        if let Some(meter) = &self.meter {
+            meter.pieces_done.fetch_add(1, Ordering::Relaxed);
+        }
         if skipped {
             self.pieces_skipped += 1;
         }

@@ -111,6 +111,7 @@ pub async fn run(
     config: &Config,
     args: &RestoreArgs,
     display: Display,
+    ledger: Option<&mut dyn Ledger>,
 ) -> Result<RestoreReport, ControlError> {
     let manifest = read_manifest(&args.dir)?;
     let databases = choose(&manifest, args.database.as_deref(), args.as_db.as_deref())?;
@@ -126,14 +127,20 @@ pub async fn run(
         args.as_db,
         manifest.created
     );
-    let path = args
-        .state
-        .clone()
-        .unwrap_or_else(|| ledger::default_path(&config.buffer.dir, "restore", &work));
-    if args.restart {
-        ledger::forget(&path)?;
-    }
-    let mut ledger = FileLedger::open(&path, &work)?;
+    let mut file_ledger = None;
+    let ledger: &mut dyn Ledger = match ledger {
+        Some(ledger) => ledger,
+        None => {
+            let path = args
+                .state
+                .clone()
+                .unwrap_or_else(|| ledger::default_path(&config.buffer.dir, "restore", &work));
+            if args.restart {
+                ledger::forget(&path)?;
+            }
+            file_ledger.insert(FileLedger::open(&path, &work)?)
+        }
+    };
     let http = HttpClient::new().map_err(ControlError::Failed)?;
     let dst: Vec<Influx> = dst
         .into_iter()
@@ -145,7 +152,7 @@ pub async fn run(
         &databases,
         args.as_db.as_deref(),
         dst,
-        &mut ledger,
+        ledger,
         display,
     )
     .await

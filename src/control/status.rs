@@ -3,7 +3,9 @@
 //! router its version, uptime and routing source and version; per node its
 //! cluster, mode, health, queue (bytes, records, age of the oldest record),
 //! replay rate and last error. A router that does not answer is a row that
-//! says so, and makes the command fail (exit status 1).
+//! says so, and makes the command fail (exit status 1). Then the jobs
+//! (running, waiting, the last failures) from the job queue's Redis, when it
+//! can be reached.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -22,7 +24,12 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Report {
     /// Per router: its URL and its `/status`, or why there is none.
     pub routers: Vec<(String, Result<Value, String>)>,
+    /// The newest job records, or why they could not be read.
+    pub jobs: Result<Vec<super::jobs::store::Record>, String>,
 }
+
+/// How many of the newest jobs the status looks at.
+const JOBS_SHOWN: usize = 50;
 
 impl Report {
     /// Whether every router answered.
@@ -40,7 +47,17 @@ impl Report {
                 Err(error) => json!({ "url": url, "error": error }),
             })
             .collect();
-        json!({ "routers": routers })
+        let jobs = match &self.jobs {
+            Ok(records) => Value::from(
+                records
+                    .iter()
+                    .filter(|r| shown_job(r))
+                    .map(super::jobs::commands::record_json)
+                    .collect::<Vec<_>>(),
+            ),
+            Err(e) => json!({ "error": e }),
+        };
+        json!({ "routers": routers, "jobs": jobs })
     }
 
     /// The readable table.
@@ -52,6 +69,20 @@ impl Report {
                 Err(error) => {
                     let _ = writeln!(out, "router {url}: NOT ANSWERING: {error}\n");
                 }
+            }
+        }
+        match &self.jobs {
+            Ok(records) => {
+                let shown: Vec<_> = records.iter().filter(|r| shown_job(r)).cloned().collect();
+                if shown.is_empty() {
+                    out.push_str("jobs: none running, waiting or recently failed\n");
+                } else {
+                    out.push_str("jobs (running, waiting, last failures):\n");
+                    out.push_str(&super::jobs::commands::table(&shown));
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "jobs: not shown ({e})");
             }
         }
         out
@@ -88,7 +119,29 @@ pub async fn status(config: &Config, routers: &[String]) -> Result<Report, Contr
     let answers = futures_util::future::join_all(asked).await;
     Ok(Report {
         routers: urls.into_iter().zip(answers).collect(),
+        jobs: jobs(config).await,
     })
+}
+
+/// The newest job records from the configuration's Redis.
+async fn jobs(config: &Config) -> Result<Vec<super::jobs::store::Record>, String> {
+    let routing = &config.routing;
+    let store = tokio::time::timeout(
+        Duration::from_secs(2),
+        super::jobs::store::Store::connect(&routing.redis_url, &routing.key_prefix),
+    )
+    .await
+    .map_err(|_| format!("Redis at {} did not answer", routing.redis_url))?
+    .map_err(|e| e.to_string())?;
+    store.list(JOBS_SHOWN).await.map_err(|e| e.to_string())
+}
+
+/// Running and waiting jobs, and failures (of the newest jobs).
+fn shown_job(record: &super::jobs::store::Record) -> bool {
+    matches!(
+        record.get("state").map(String::as_str),
+        Some("running" | "waiting" | "retrying" | "failed")
+    )
 }
 
 async fn ask(client: &HttpClient, url: &str) -> Result<Value, String> {
@@ -248,6 +301,21 @@ mod tests {
                 ("http://r1:5096".into(), Ok(status)),
                 ("http://r2:5096".into(), Err("connection refused".into())),
             ],
+            jobs: Ok(vec![
+                [
+                    ("id", "j1"),
+                    ("kind", "backfill"),
+                    ("state", "running"),
+                    ("worker", "w1"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+                [("id", "j0"), ("kind", "verify"), ("state", "done")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ]),
         };
         assert!(!report.complete());
         let table = report.table();
@@ -266,6 +334,14 @@ mod tests {
             "{table}"
         );
         assert_eq!(report.json()["routers"][1]["error"], "connection refused");
+        // running jobs are listed, finished ones are not
+        assert!(
+            table.contains("jobs (running, waiting, last failures):"),
+            "{table}"
+        );
+        assert!(table.contains("j1  backfill  running  w1"), "{table}");
+        assert!(!table.contains("j0"), "{table}");
+        assert_eq!(report.json()["jobs"][0]["id"], "j1");
     }
 
     #[test]

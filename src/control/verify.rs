@@ -376,6 +376,7 @@ mod tests {
                 name: b"m",
                 tags: vec![(b"h", tag)],
                 columns: vec![b"time", b"v"],
+                serial: 0,
             };
             s.row(&head, &[Scalar::Int(*t), *v]).unwrap();
         }

@@ -19,6 +19,8 @@ pub enum Endpoint {
     Write,
     WriteV2,
     Query,
+    PromWrite,
+    PromRead,
     Ping,
     Health,
     Status,
@@ -28,10 +30,12 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 8] = [
+    pub const ALL: [Endpoint; 10] = [
         Endpoint::Write,
         Endpoint::WriteV2,
         Endpoint::Query,
+        Endpoint::PromWrite,
+        Endpoint::PromRead,
         Endpoint::Ping,
         Endpoint::Health,
         Endpoint::Status,
@@ -45,6 +49,8 @@ impl Endpoint {
             "/write" => Endpoint::Write,
             "/api/v2/write" => Endpoint::WriteV2,
             "/query" => Endpoint::Query,
+            "/api/v1/prom/write" => Endpoint::PromWrite,
+            "/api/v1/prom/read" => Endpoint::PromRead,
             "/ping" => Endpoint::Ping,
             "/health" => Endpoint::Health,
             "/status" => Endpoint::Status,
@@ -59,6 +65,8 @@ impl Endpoint {
             Endpoint::Write => "write",
             Endpoint::WriteV2 => "write_v2",
             Endpoint::Query => "query",
+            Endpoint::PromWrite => "prom_write",
+            Endpoint::PromRead => "prom_read",
             Endpoint::Ping => "ping",
             Endpoint::Health => "health",
             Endpoint::Status => "status",
@@ -195,6 +203,8 @@ mod tests {
         assert_eq!(Endpoint::of("/write"), Endpoint::Write);
         assert_eq!(Endpoint::of("/api/v2/write"), Endpoint::WriteV2);
         assert_eq!(Endpoint::of("/metrics"), Endpoint::Metrics);
+        assert_eq!(Endpoint::of("/api/v1/prom/write"), Endpoint::PromWrite);
+        assert_eq!(Endpoint::of("/api/v1/prom/read"), Endpoint::PromRead);
         assert_eq!(Endpoint::of("/mydb/secret"), Endpoint::Other);
         for (i, e) in Endpoint::ALL.iter().enumerate() {
             assert_eq!(*e as usize, i, "ALL is in declaration order");

@@ -355,6 +355,7 @@ pub(crate) fn test_node_with(url: &str, queue: Queue) -> Arc<Node> {
         nodes: vec![config.clone()],
         srv: None,
         tls: Default::default(),
+        read_url: None,
     };
     Node::new(
         &cluster,

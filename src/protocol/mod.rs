@@ -10,9 +10,12 @@
 //! * [`merge`]: merges the `/query` answers of several clusters into the
 //!   answer one server would have given (series concatenated, `SHOW` lists
 //!   unioned and sorted, `LIMIT`/`OFFSET` applied over the union).
+//! * [`prom`]: Prometheus remote write and read (snappy protobuf): checking,
+//!   splitting by measurement, merging read answers.
 
 pub mod influxql;
 pub mod line;
 pub mod merge;
 pub mod node_error;
+pub mod prom;
 pub mod response;

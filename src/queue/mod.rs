@@ -41,7 +41,10 @@
 //! u8[4] sync           ff 51 52 fe: marks where a frame starts
 //! u32  len             bytes after this 12-byte frame header; 22 ..= 1 GiB
 //! u32  crc             CRC-32 (IEEE) of the 4 len bytes, then those len bytes
-//! u8   kind            1 = write, 2 = statement (InfluxQL to POST as /query)
+//! u8   kind            1 = write, 2 = statement (InfluxQL to POST as /query),
+//!                      3 = Prometheus remote write (snappy protobuf to POST
+//!                      as /api/v1/prom/write; a release before it calls
+//!                      such a record corrupt)
 //! u8   flags           bit 0: body is gzip; bit 1: reason follows (dead
 //!                      letters only); bit 2: credentials follow; other
 //!                      bits must be 0
@@ -280,6 +283,9 @@ pub enum RecordKind {
     Write = 1,
     /// An admin InfluxQL statement to replay as `POST /query`.
     Statement = 2,
+    /// A Prometheus remote write (a snappy-compressed protobuf
+    /// `WriteRequest`) for `POST /api/v1/prom/write`.
+    PromWrite = 3,
 }
 
 /// One queued write or statement, as it will be sent to the node.
@@ -300,7 +306,8 @@ pub struct Record {
     /// node gets on replay (`Basic …`, `Token …`, `Bearer …`); `None` when
     /// the client sent none. A replay never uses any other credentials.
     pub auth: Option<crate::config::Secret>,
-    /// Write: line protocol as sent; statement: the `q` text (UTF-8).
+    /// Write: line protocol as sent; statement: the `q` text (UTF-8);
+    /// Prometheus remote write: the snappy block as sent.
     pub body: crate::payload::Payload,
 }
 

@@ -255,6 +255,7 @@ pub fn fields(frame: &[u8], format: Format, dead_letter: bool) -> Result<Fields<
     let kind = match cursor.u8()? {
         1 => RecordKind::Write,
         2 => RecordKind::Statement,
+        3 => RecordKind::PromWrite,
         _ => return Err("unknown record kind"),
     };
     let flags = cursor.u8()?;

@@ -13,10 +13,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::config::Config;
+use crate::config::{ClusterConfig, Config, FsyncPolicy, NodeConfig, NodeMode, OnFull};
 use crate::monitor::Monitor;
-use crate::node::client::Clients;
+use crate::node::client::{Clients, ClusterClients};
 use crate::node::Node;
+use crate::queue::memfs::MemFs;
 use crate::queue::{Queue, QueueConfig, QueueError};
 use crate::tls::TlsError;
 
@@ -27,6 +28,39 @@ use super::rules::{DbRules, Rules};
 pub struct Cluster {
     pub name: String,
     pub nodes: Vec<Arc<Node>>,
+    /// The cluster's `read_url`: asked first for reads, while it answers.
+    pub read_via: Option<ReadVia>,
+}
+
+/// A cluster's `read_url` (a Service in front of its nodes), as a node that
+/// only ever reads: it has no queue on disk and is not health-checked;
+/// after a failure it is left alone for a while and the router picks nodes.
+#[derive(Debug)]
+pub struct ReadVia {
+    pub node: Arc<Node>,
+    /// Unix ms before which it is not asked again.
+    down_until_ms: std::sync::atomic::AtomicU64,
+}
+
+/// How long a failed `read_url` is left alone.
+const READ_VIA_BACKOFF_MS: u64 = 5_000;
+
+impl ReadVia {
+    /// Whether to ask it now.
+    pub fn usable(&self) -> bool {
+        self.down_until_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+            <= crate::clock::unix_ms()
+    }
+
+    /// It failed before its first byte: leave it alone for a while.
+    pub fn failed(&self, error: &str) {
+        self.node.note_error(error);
+        self.down_until_ms.store(
+            crate::clock::unix_ms() + READ_VIA_BACKOFF_MS,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
 }
 
 impl Cluster {
@@ -129,9 +163,14 @@ impl RoutingTable {
                     _ => fresh,
                 });
             }
+            let read_via = match &cluster.read_url {
+                Some(url) => Some(read_via(cluster, url, previous, monitor, &cluster_clients)?),
+                None => None,
+            };
             clusters.push(Cluster {
                 name: cluster.name.clone(),
                 nodes,
+                read_via,
             });
         }
         let default_cluster = clusters
@@ -249,6 +288,50 @@ fn open_queue(config: &Config, cluster: &str, node: &str) -> Result<Queue, Queue
     let buffer = &config.buffer;
     let queue_config = QueueConfig::new(buffer.max_size_per_node, buffer.on_full, buffer.fsync);
     Queue::open(&queue_dir(config, cluster, node), queue_config)
+}
+
+/// The node of a cluster's `read_url`: kept from `previous` when unchanged,
+/// else new, with its (never used) queue in memory.
+fn read_via(
+    cluster: &ClusterConfig,
+    url: &http::Uri,
+    previous: Option<&RoutingTable>,
+    monitor: &Monitor,
+    clients: &ClusterClients,
+) -> Result<ReadVia, BuildError> {
+    let config = NodeConfig {
+        name: "@read_url".into(),
+        url: url.clone(),
+        mode: NodeMode::ReadOnly,
+        addrs: Vec::new(),
+    };
+    let old = previous
+        .and_then(|p| p.clusters.iter().find(|c| c.name == cluster.name))
+        .and_then(|c| c.read_via.as_ref())
+        .map(|via| Arc::clone(&via.node));
+    let queue = match &old {
+        Some(old) => old.queue().clone(),
+        None => {
+            let dir = PathBuf::from(format!("/memory/read_url/{}/{}", cluster.name, url));
+            let queue_config = QueueConfig::new(1 << 20, OnFull::Reject, FsyncPolicy::Never);
+            Queue::open_with(&dir, queue_config, Arc::new(MemFs::default()))?
+        }
+    };
+    let fresh = Node::new(
+        cluster,
+        &config,
+        queue,
+        Box::new(monitor.node(&cluster.name, "@read_url")),
+        clients.for_node(&config),
+    );
+    let node = match old {
+        Some(old) if same_node(&old, &fresh) => old,
+        _ => fresh,
+    };
+    Ok(ReadVia {
+        node,
+        down_until_ms: Default::default(),
+    })
 }
 
 fn same_node(a: &Node, b: &Node) -> bool {

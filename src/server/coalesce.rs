@@ -120,7 +120,8 @@ impl Coalescer {
     /// [`MAX_MERGED_BODY`], and below `coalesce_max_bytes`) and not gzip.
     pub fn accepts(&self, send: &WriteSend) -> bool {
         let size = send.record.body.len();
-        !send.record.gzip
+        send.record.kind == crate::queue::RecordKind::Write
+            && !send.record.gzip
             && size <= MAX_MERGED_BODY
             && size < self.config.max_bytes
             && !send.headers.contains_key(CONTENT_ENCODING)

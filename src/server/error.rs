@@ -23,6 +23,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("request body too large: the limit is {limit} bytes (server.max_body_size)")]
     PayloadTooLarge { limit: u64 },
+    #[error("request body too large: it decompresses to {size} bytes, the limit is {limit} bytes (server.max_body_size)")]
+    DecodedTooLarge { size: u64, limit: u64 },
     #[error("request URI too long: its path is {0} bytes")]
     UriTooLong(usize),
     #[error("request body not received within {0:?} (server.read_timeout)")]
@@ -46,7 +48,9 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } | ApiError::DecodedTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

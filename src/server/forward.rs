@@ -108,11 +108,29 @@ pub(super) async fn send_as(
         .await
 }
 
-/// Asks one node of `cluster`, failing over on connection errors and 5xx.
+/// Asks one node of `cluster`, failing over on connection errors and 5xx:
+/// the cluster's `read_url` first when it has one (and it has not just
+/// failed), then its read-enabled nodes.
 pub(super) async fn read_one(
     cluster: &Cluster,
     forward: &Forward,
 ) -> Result<Response<NodeResponseBody>, ApiError> {
+    let mut failures = Vec::new();
+    if let Some(via) = cluster.read_via.as_ref().filter(|via| via.usable()) {
+        match send(&via.node, forward, None).await {
+            Ok(response) if !response.status().is_server_error() => return Ok(response),
+            Ok(response) => {
+                let failure = format!("read_url answered {}", response.status());
+                via.failed(&failure);
+                failures.push(failure);
+            }
+            Err(e) => {
+                tracing::warn!(cluster = %cluster.name, url = %via.node.base_url(), error = %e, "read_url failed; the router picks a node itself for a while");
+                via.failed(&e.to_string());
+                failures.push(format!("read_url: {e}"));
+            }
+        }
+    }
     let candidates = cluster.read_candidates();
     if candidates.is_empty() {
         return Err(ApiError::Unavailable(format!(
@@ -120,7 +138,6 @@ pub(super) async fn read_one(
             cluster.name
         )));
     }
-    let mut failures = Vec::new();
     let mut all_timeouts = true;
     for node in candidates {
         match send(&node, forward, None).await {

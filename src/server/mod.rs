@@ -11,6 +11,8 @@
 //! * [`body`]: reading request bodies within their limits.
 //! * [`limits`]: `[limits]`: rates per client address, user and database,
 //!   and concurrent queries per client (429 with `Retry-After`).
+//! * [`prom`]: `/api/v1/prom/write` and `/api/v1/prom/read`, Prometheus
+//!   remote storage through the nodes' own endpoints.
 //! * [`udp`]: line protocol datagrams on `server.udp_bind`, into the same write path.
 //! * [`error`]: handler errors and the one function that renders them.
 //! * [`head`]: request heads hyper cannot take (up to 1 MiB, any number of
@@ -35,6 +37,7 @@ pub mod head;
 pub mod limits;
 pub mod nodes;
 mod own;
+pub mod prom;
 pub mod query;
 pub mod reload;
 pub mod spread;
@@ -576,12 +579,17 @@ async fn dispatch(
             write::handle(shared, request, write::Api::V2, limits).await
         }
         ("/query", Method::GET | Method::POST) => query::handle(shared, request, limits).await,
+        ("/api/v1/prom/write", Method::POST) => prom::write(shared, request, limits).await,
+        ("/api/v1/prom/read", Method::GET | Method::POST) => {
+            prom::read(shared, request, limits).await
+        }
         ("/health", Method::GET | Method::HEAD) => Ok(status::health(shared)),
         ("/status", Method::GET) => Ok(status::status(shared)),
         ("/metrics", _) if !shared.config.metrics.prometheus => Err(ApiError::NotFound),
         ("/metrics", Method::GET) => Ok(status::metrics(shared)),
         (
-            "/ping" | "/write" | "/api/v2/write" | "/query" | "/health" | "/status" | "/metrics",
+            "/ping" | "/write" | "/api/v2/write" | "/query" | "/api/v1/prom/write"
+            | "/api/v1/prom/read" | "/health" | "/status" | "/metrics",
             _,
         ) => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::NotFound),

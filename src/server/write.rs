@@ -121,7 +121,7 @@ impl WriteParams {
 
 /// A client's `consistency`, in any case as InfluxDB takes it; empty means
 /// the configured default.
-fn parse_consistency(value: &str) -> Result<Option<Consistency>, ApiError> {
+pub(super) fn parse_consistency(value: &str) -> Result<Option<Consistency>, ApiError> {
     if value.is_empty() {
         return Ok(None);
     }
@@ -215,7 +215,7 @@ pub async fn write_payload(
 }
 
 /// One write for one cluster: its nodes and what to send them.
-type Delivery = (Vec<Arc<Node>>, Arc<WriteSend>);
+pub(super) type Delivery = (Vec<Arc<Node>>, Arc<WriteSend>);
 
 /// The body as it came for a database on one cluster; split by measurement
 /// (and decoded, when gzip) when routing rules put its lines on several,
@@ -276,7 +276,7 @@ async fn deliveries(
 }
 
 /// Runs the deliveries (concurrently when there are several) and answers for all.
-async fn deliver_all(
+pub(super) async fn deliver_all(
     shared: &Arc<Shared>,
     mut deliveries: Vec<Delivery>,
     consistency: Consistency,

@@ -86,9 +86,15 @@ impl Admin {
 
     /// Commands with `-c` naming a file that holds `clusters` (the first is the default).
     pub fn with_clusters(clusters: &[Cluster]) -> Admin {
+        Admin::with_clusters_and(clusters, "", "")
+    }
+
+    /// Like [`with_clusters`](Self::with_clusters), with `routing` (TOML
+    /// lines) added to `[routing]` and `extra` (whole sections) at the end.
+    pub fn with_clusters_and(clusters: &[Cluster], routing: &str, extra: &str) -> Admin {
         let mut admin = Admin::new();
         let mut toml = format!(
-            "[buffer]\ndir = {:?}\n\n[routing]\ndefault_cluster = {:?}\n",
+            "[buffer]\ndir = {:?}\n\n[routing]\ndefault_cluster = {:?}\n{routing}",
             admin.path("buffer").display().to_string(),
             clusters[0].name
         );
@@ -106,6 +112,7 @@ impl Admin {
                 .collect();
             toml.push_str(&format!("nodes = [\n{}\n]\n", nodes.join(",\n")));
         }
+        toml.push_str(extra);
         let path = admin.path("router.toml");
         std::fs::write(&path, toml).expect("write the configuration");
         admin.config = Some(path);
@@ -151,6 +158,22 @@ impl Admin {
             stdout: text(&output.stdout),
             stderr: text(&output.stderr),
         }
+    }
+
+    /// Starts `admin ARGS` with `RUST_LOG=info`, stdout discarded and
+    /// stderr (its log) appended to `log`.
+    pub fn spawn_logged(&self, args: &[&str], log: &Path) -> Child {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open the log file");
+        self.command(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("the binary starts")
     }
 
     /// Starts `admin ARGS`, output discarded.

@@ -17,7 +17,10 @@
 //!
 //! plus [`dataset`], [`compare`] and [`admin`] for the `admin` data-command
 //! tests (the data they copy, comparing two servers answer by answer,
-//! running the command), [`router`], which starts the router under test in-process on
+//! running the command), [`jobs`] (a key prefix of its own on Redis and
+//! RabbitMQ for the job-queue tests, worker processes, job records),
+//! [`prometheus`] (a real Prometheus server as a remote storage client),
+//! [`router`], which starts the router under test in-process on
 //! 127.0.0.1:0 with a generated configuration, [`tls`] (test certificates
 //! and an HTTPS client), and two small helpers, [`free_port`] and
 //! [`wait_until`].
@@ -43,7 +46,9 @@ pub mod compare;
 pub mod dataset;
 pub mod fake_node;
 pub mod influxd;
+pub mod jobs;
 pub mod load;
+pub mod prometheus;
 pub mod router;
 pub mod router_process;
 pub mod tls;

@@ -284,9 +284,13 @@ impl Clients {
 /// Whether `cluster` has, or may discover, `https://` nodes.
 fn uses_tls(cluster: &ClusterConfig) -> bool {
     cluster
-        .srv
+        .read_url
         .as_ref()
-        .is_some_and(|srv| srv.scheme == "https")
+        .is_some_and(|url| url.scheme_str() == Some("https"))
+        || cluster
+            .srv
+            .as_ref()
+            .is_some_and(|srv| srv.scheme == "https")
         || cluster
             .nodes
             .iter()

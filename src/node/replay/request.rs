@@ -1,5 +1,6 @@
 //! One replay request: queued records become an HTTP request to the node
-//! (a `/write` of joined bodies, or a statement as a `/query` form, with the
+//! (a `/write` of joined bodies, a statement as a `/query` form, or a
+//! Prometheus remote write as the snappy body it came as, with the
 //! credentials kept in the record), and its answer becomes a [`Sent`]:
 //! done, rejected for good, to retry, or unreadable.
 
@@ -13,6 +14,7 @@ use http_body_util::BodyExt;
 
 use crate::node::{Node, NodeError, RequestKind};
 use crate::payload::Payload;
+use crate::protocol::prom;
 use crate::queue::{Record, RecordKind};
 
 /// How long one replay request may take.
@@ -47,12 +49,22 @@ pub(super) async fn send(node: &Arc<Node>, records: &[&Record]) -> Sent {
             statement_form(first),
             "application/x-www-form-urlencoded",
         ),
+        RecordKind::PromWrite => (
+            prom_write_path(first),
+            first.body.clone(),
+            prom::CONTENT_TYPE,
+        ),
     };
     let mut request = node
         .request(Method::POST, &path)
         .header(CONTENT_TYPE, content_type);
     if first.gzip {
         request = request.header(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    if first.kind == RecordKind::PromWrite {
+        request = request
+            .header(CONTENT_ENCODING, HeaderValue::from_static("snappy"))
+            .header(prom::WRITE_VERSION.0, prom::WRITE_VERSION.1);
     }
     if let Some(auth) = first.auth.as_ref().and_then(header_value) {
         request = request.header(AUTHORIZATION, auth);
@@ -95,6 +107,17 @@ fn header_value(auth: &crate::config::Secret) -> Option<HeaderValue> {
     let mut value = HeaderValue::from_str(auth.expose()).ok()?;
     value.set_sensitive(true);
     Some(value)
+}
+
+/// `/api/v1/prom/write?db=…&rp=…` for a queued remote write.
+pub(super) fn prom_write_path(record: &Record) -> String {
+    let prefix = "/api/v1/prom/write?";
+    let mut query = form_urlencoded::Serializer::for_suffix(String::from(prefix), prefix.len());
+    query.append_pair("db", &record.db);
+    if !record.rp.is_empty() {
+        query.append_pair("rp", &record.rp);
+    }
+    query.finish()
 }
 
 pub(super) fn write_path(record: &Record) -> String {

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::request::{classify, join_bodies, statement_form, write_path, Sent};
+use super::request::{classify, join_bodies, prom_write_path, statement_form, write_path, Sent};
 use super::*;
 use crate::payload::Payload;
 
@@ -37,6 +37,11 @@ fn consecutive_plain_writes_to_one_place_form_one_group() {
         gzip: true,
         ..write("a", "zz")
     };
+    let prom = |body| Record {
+        kind: RecordKind::PromWrite,
+        precision: String::new(),
+        ..write("a", body)
+    };
     let batch = vec![
         (at(1), write("a", "m v=1\n")),
         (at(2), write("a", "m v=2")),
@@ -44,9 +49,11 @@ fn consecutive_plain_writes_to_one_place_form_one_group() {
         (at(4), statement),
         (at(5), zipped),
         (at(6), write("a", "m v=4\n")),
+        (at(7), prom("\x00")),
+        (at(8), prom("\x00")),
     ];
     let sizes: Vec<usize> = groups(&batch).iter().map(|g| g.len()).collect();
-    assert_eq!(sizes, vec![2, 1, 1, 1, 1]);
+    assert_eq!(sizes, vec![2, 1, 1, 1, 1, 1, 1]);
 }
 
 #[test]
@@ -63,6 +70,14 @@ fn write_and_statement_requests_carry_their_parameters() {
         ..write("my db", "")
     };
     assert_eq!(write_path(&record), "/write?db=my+db&rp=week&precision=s");
+    let prom = Record {
+        kind: RecordKind::PromWrite,
+        ..record
+    };
+    assert_eq!(
+        prom_write_path(&prom),
+        "/api/v1/prom/write?db=my+db&rp=week"
+    );
     let statement = Record {
         kind: RecordKind::Statement,
         ..write("d", "CREATE DATABASE \"x;y\"")
