@@ -43,7 +43,7 @@ pub async fn handle(
     let params = QueryParams::from_request(url_query, &parts.headers, &body);
     let q = params.q.as_deref().filter(|q| !q.trim().is_empty());
     let q = q.ok_or_else(|| ApiError::BadRequest("missing required parameter \"q\"".into()))?;
-    let user = || params.claimed(url_query, &parts.headers);
+    let user = || claimed(url_query, &parts.headers);
     super::limits::charge_body(shared, &parts.extensions, user, &params.db, decoded_size)?;
     let statements = influxql::parse(q);
     let class = classify(&statements)?;
@@ -87,20 +87,6 @@ impl QueryParams {
         params
     }
 
-    /// The credentials of the query as InfluxDB reads them (`u` and `p`
-    /// from the URL, else `Authorization`), as a `[limits] user_bytes` key.
-    fn claimed(&self, url_query: Option<&str>, headers: &HeaderMap) -> Option<Claimed> {
-        let (mut u, mut p) = (None, None);
-        for (key, value) in form_urlencoded::parse(url_query.unwrap_or("").as_bytes()) {
-            match &*key {
-                "u" => u = Some(value),
-                "p" => p = Some(value),
-                _ => {}
-            }
-        }
-        Claimed::of(u.as_deref(), p.as_deref(), headers)
-    }
-
     fn take_all(&mut self, encoded: &[u8]) {
         for (key, value) in form_urlencoded::parse(encoded) {
             match &*key {
@@ -110,6 +96,20 @@ impl QueryParams {
             }
         }
     }
+}
+
+/// The credentials of a query as InfluxDB reads them (`u` and `p` from the
+/// URL, else `Authorization`), as a `[limits] user_bytes` key.
+fn claimed(url_query: Option<&str>, headers: &HeaderMap) -> Option<Claimed> {
+    let (mut u, mut p) = (None, None);
+    for (key, value) in form_urlencoded::parse(url_query.unwrap_or("").as_bytes()) {
+        match &*key {
+            "u" => u = Some(value),
+            "p" => p = Some(value),
+            _ => {}
+        }
+    }
+    Claimed::of(u.as_deref(), p.as_deref(), headers)
 }
 
 /// What the whole `q` is: `Admin` goes to every node, anything else to one.
