@@ -9,7 +9,6 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 
-use crate::config::glob::Glob;
 use crate::config::Config;
 
 use super::endpoint::{self, Allow};
@@ -17,10 +16,9 @@ use super::http::HttpClient;
 use super::influx::Influx;
 use super::ledger::{self, FileLedger, Ledger};
 use super::lines::Encoder;
-use super::pieces::{self, Piece, Selection};
+use super::pieces::{self, Piece, ScopeArgs, Selection};
 use super::progress::{Display, Progress};
 use super::schema::{self, Scope};
-use super::time::Range;
 use super::writer::Writers;
 use super::ControlError;
 
@@ -36,21 +34,9 @@ pub struct BackfillArgs {
     /// Where they go: a node URL, CLUSTER/NODE, or CLUSTER (every write-enabled node of it)
     #[arg(long, value_name = "DST")]
     pub to: String,
-    /// Only this database (repeatable; default: all but _internal)
-    #[arg(long = "db", value_name = "DB")]
-    pub databases: Vec<String>,
-    /// Only this retention policy (default: every one, each into the same one)
-    #[arg(long, value_name = "RP")]
-    pub rp: Option<String>,
-    /// Only measurements matching this glob (`cpu*`)
-    #[arg(long, value_name = "GLOB")]
-    pub measurement: Option<String>,
-    /// From this time on (RFC 3339 or integer nanoseconds; included)
-    #[arg(long, value_name = "T", allow_hyphen_values = true)]
-    pub start: Option<String>,
-    /// Up to this time (excluded)
-    #[arg(long, value_name = "T", allow_hyphen_values = true)]
-    pub end: Option<String>,
+    /// What to read: databases, retention policy, measurements, time range
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     /// The file recording finished pieces (default: under [buffer] dir, named after the arguments)
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
@@ -87,25 +73,6 @@ impl BackfillReport {
     }
 }
 
-/// Checked flags: the selection and the range.
-pub fn selection(
-    rp: Option<&str>,
-    measurement: Option<&str>,
-    start: Option<&str>,
-    end: Option<&str>,
-) -> Result<Selection, ControlError> {
-    let range = Range::from_flags(start, end).map_err(ControlError::Usage)?;
-    let measurement = measurement
-        .map(|m| Glob::new(m).map_err(|e| ControlError::Usage(format!("--measurement: {e}"))))
-        .transpose()?;
-    Ok(Selection {
-        rp: rp.map(String::from),
-        measurement,
-        range,
-        window: None,
-    })
-}
-
 /// Runs `admin backfill`: finished pieces go to `ledger` when given (a
 /// job's, in Redis), else to the state file.
 pub async fn run(
@@ -114,12 +81,7 @@ pub async fn run(
     display: Display,
     ledger: Option<&mut dyn Ledger>,
 ) -> Result<BackfillReport, ControlError> {
-    let selection = selection(
-        args.rp.as_deref(),
-        args.measurement.as_deref(),
-        args.start.as_deref(),
-        args.end.as_deref(),
-    )?;
+    let selection = args.scope.selection()?;
     let src = endpoint::resolve(&args.from, config, Allow::Node)
         .await?
         .remove(0);
@@ -131,9 +93,9 @@ pub async fn run(
             .map(|d| d.base.as_str())
             .collect::<Vec<_>>()
             .join(","),
-        args.databases,
-        args.rp,
-        args.measurement,
+        args.scope.databases,
+        args.scope.rp,
+        args.scope.measurement,
         selection.range
     );
     let mut file_ledger = None;
@@ -156,7 +118,15 @@ pub async fn run(
         .into_iter()
         .map(|e| Influx::new(e, http.clone()))
         .collect();
-    let mut report = copy(&src, dst, &args.databases, &selection, ledger, display).await?;
+    let mut report = copy(
+        &src,
+        dst,
+        &args.scope.databases,
+        &selection,
+        ledger,
+        display,
+    )
+    .await?;
     report.state_file = file_ledger.map(|l| l.path().to_path_buf());
     Ok(report)
 }

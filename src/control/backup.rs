@@ -17,13 +17,12 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 
-use super::backfill::selection;
 use super::endpoint::{self, Allow};
 use super::http::HttpClient;
 use super::influx::Influx;
 use super::ledger::{FileLedger, Ledger};
 use super::lines::Encoder;
-use super::pieces::{self, Piece, Selection};
+use super::pieces::{self, Piece, ScopeArgs, Selection};
 use super::progress::{Display, Progress};
 use super::schema::{self, Database, Scope};
 use super::time::format_time;
@@ -45,21 +44,9 @@ pub struct BackupArgs {
     /// The backup directory (created; an interrupted backup into it resumes)
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Only this database (repeatable; default: all but _internal)
-    #[arg(long = "db", value_name = "DB")]
-    pub databases: Vec<String>,
-    /// Only this retention policy
-    #[arg(long, value_name = "RP")]
-    pub rp: Option<String>,
-    /// Only measurements matching this glob
-    #[arg(long, value_name = "GLOB")]
-    pub measurement: Option<String>,
-    /// From this time on (RFC 3339 or integer nanoseconds; included)
-    #[arg(long, value_name = "T", allow_hyphen_values = true)]
-    pub start: Option<String>,
-    /// Up to this time (excluded)
-    #[arg(long, value_name = "T", allow_hyphen_values = true)]
-    pub end: Option<String>,
+    /// What to read: databases, retention policy, measurements, time range
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     /// Forget which files an interrupted backup into DIR finished and write them all again
     #[arg(long)]
     pub restart: bool,
@@ -109,12 +96,7 @@ pub async fn run(
     args: &BackupArgs,
     display: Display,
 ) -> Result<BackupReport, ControlError> {
-    let selection = selection(
-        args.rp.as_deref(),
-        args.measurement.as_deref(),
-        args.start.as_deref(),
-        args.end.as_deref(),
-    )?;
+    let selection = args.scope.selection()?;
     let src = endpoint::resolve(&args.from, config, Allow::Node)
         .await?
         .remove(0);
@@ -124,7 +106,11 @@ pub async fn run(
         .map_err(|e| ControlError::Failed(format!("cannot create {}: {e}", args.out.display())))?;
     let work = format!(
         "backup of {} db={:?} rp={:?} measurement={:?} range={}",
-        src.endpoint.base, args.databases, args.rp, args.measurement, selection.range
+        src.endpoint.base,
+        args.scope.databases,
+        args.scope.rp,
+        args.scope.measurement,
+        selection.range
     );
     let state = args.out.join(STATE);
     if args.restart {
@@ -134,7 +120,7 @@ pub async fn run(
     backup(
         &src,
         &args.out,
-        &args.databases,
+        &args.scope.databases,
         &selection,
         &mut ledger,
         display,

@@ -69,6 +69,46 @@ impl std::fmt::Display for Piece {
     }
 }
 
+/// The flags that choose what a data command reads, shared by `backfill`,
+/// `verify` and `backup`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ScopeArgs {
+    /// Only this database (repeatable; default: all but _internal)
+    #[arg(long = "db", value_name = "DB")]
+    pub databases: Vec<String>,
+    /// Only this retention policy (default: every one)
+    #[arg(long, value_name = "RP")]
+    pub rp: Option<String>,
+    /// Only measurements matching this glob (`cpu*`)
+    #[arg(long, value_name = "GLOB")]
+    pub measurement: Option<String>,
+    /// From this time on (RFC 3339 or integer nanoseconds; included)
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub start: Option<String>,
+    /// Up to this time (excluded)
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub end: Option<String>,
+}
+
+impl ScopeArgs {
+    /// The checked selection (a bad glob or range is a usage error).
+    pub fn selection(&self) -> Result<Selection, ControlError> {
+        let range = Range::from_flags(self.start.as_deref(), self.end.as_deref())
+            .map_err(ControlError::Usage)?;
+        let measurement = self
+            .measurement
+            .as_deref()
+            .map(|m| Glob::new(m).map_err(|e| ControlError::Usage(format!("--measurement: {e}"))))
+            .transpose()?;
+        Ok(Selection {
+            rp: self.rp.clone(),
+            measurement,
+            range,
+            window: None,
+        })
+    }
+}
+
 /// Which pieces to list.
 #[derive(Debug, Clone)]
 pub struct Selection {

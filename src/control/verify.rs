@@ -12,12 +12,11 @@ use serde::Serialize;
 use crate::config::Config;
 
 use super::answer::{Rows, SeriesHead};
-use super::backfill::selection;
 use super::endpoint::{self, Allow};
 use super::http::HttpClient;
 use super::influx::Influx;
 use super::msgpack::Scalar;
-use super::pieces::{self, Piece, Selection};
+use super::pieces::{self, Piece, ScopeArgs, Selection};
 use super::progress::{thousands, Display, Progress};
 use super::schema::{self, Scope};
 use super::time::{format_time, parse_go_duration};
@@ -32,21 +31,9 @@ pub struct VerifyArgs {
     /// The node compared with it: a node URL or CLUSTER/NODE
     #[arg(long, value_name = "DST")]
     pub to: String,
-    /// Only this database (repeatable; default: all of SRC but _internal)
-    #[arg(long = "db", value_name = "DB")]
-    pub databases: Vec<String>,
-    /// Only this retention policy
-    #[arg(long, value_name = "RP")]
-    pub rp: Option<String>,
-    /// Only measurements matching this glob
-    #[arg(long, value_name = "GLOB")]
-    pub measurement: Option<String>,
-    /// From this time on (RFC 3339 or integer nanoseconds; included)
-    #[arg(long, value_name = "T", allow_hyphen_values = true)]
-    pub start: Option<String>,
-    /// Up to this time (excluded)
-    #[arg(long, value_name = "T", allow_hyphen_values = true)]
-    pub end: Option<String>,
+    /// What to read: databases, retention policy, measurements, time range
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     /// Compare windows of this duration (like 1h, 1d) instead of shard groups
     #[arg(long, value_name = "DURATION")]
     pub window: Option<String>,
@@ -214,12 +201,7 @@ pub async fn run(
     args: &VerifyArgs,
     display: Display,
 ) -> Result<VerifyReport, ControlError> {
-    let mut selection = selection(
-        args.rp.as_deref(),
-        args.measurement.as_deref(),
-        args.start.as_deref(),
-        args.end.as_deref(),
-    )?;
+    let mut selection = args.scope.selection()?;
     if let Some(window) = &args.window {
         let ns = parse_go_duration(window)
             .ok()
@@ -241,7 +223,7 @@ pub async fn run(
     let http = HttpClient::new().map_err(ControlError::Failed)?;
     let src = Influx::new(src, http.clone());
     let dst = Influx::new(dst, http);
-    compare(&src, &dst, &args.databases, &selection, display).await
+    compare(&src, &dst, &args.scope.databases, &selection, display).await
 }
 
 fn parse_day_week(text: &str) -> Option<i64> {
