@@ -42,6 +42,7 @@ use super::body::{self, Limits};
 use super::error::ApiError;
 use super::fanout::WriteSend;
 use super::forward::{client_credentials, forwarded_headers, read_one, relay, Forward};
+use super::limits::identity::Claimed;
 use super::write::{deliver_all, parse_consistency, Delivery};
 use super::{full, ResponseBody, Shared};
 use crate::config::{Consistency, Secret};
@@ -124,7 +125,12 @@ pub async fn write(
         .received(Endpoint::PromWrite, body.len());
     let table = shared.routing.load();
     let max_size = shared.config.server.max_body_size;
-    let batches = check_and_split(&table, &params.db, body, max_size).await?;
+    let (batches, decoded_size) = check_and_split(&table, &params.db, body, max_size).await?;
+    let user = || {
+        let password = params.password.as_ref().map(Secret::expose);
+        Claimed::of(params.user.as_deref(), password, &parts.headers)
+    };
+    super::limits::charge_body(shared, &parts.extensions, user, &params.db, decoded_size)?;
     let headers = node_headers(&parts.headers);
     let credentials = client_credentials(
         params.user.as_deref(),
@@ -158,13 +164,14 @@ pub async fn write(
 /// what: the body as it came when the database is on one cluster (or all
 /// its series are), else one compressed part per cluster. A request
 /// without series goes whole to the database's cluster, whose nodes answer
-/// for it as InfluxDB would.
+/// for it as InfluxDB would. Also the decompressed size (what `[limits]`
+/// count).
 async fn check_and_split(
     table: &Arc<RoutingTable>,
     db: &str,
     body: Payload,
     max_size: u64,
-) -> Result<Vec<(usize, Payload)>, ApiError> {
+) -> Result<(Vec<(usize, Payload)>, u64), ApiError> {
     let compressed = body.to_contiguous();
     let declared = prom::snappy::declared_len(&compressed).map_err(snappy_error)?;
     if declared <= CHECK_INLINE_MAX {
@@ -184,17 +191,18 @@ fn check_and_split_now(
     body: Payload,
     compressed: &[u8],
     max_size: u64,
-) -> Result<Vec<(usize, Payload)>, ApiError> {
+) -> Result<(Vec<(usize, Payload)>, u64), ApiError> {
     let decoded = prom::snappy::decompress(compressed, max_size).map_err(snappy_error)?;
+    let size = decoded.len() as u64;
     let home = table.cluster_index_for_db(db);
     if !table.needs_measurement(db) {
         prom::write::scan(&decoded, |_, _| {}).map_err(write_error)?;
-        return Ok(vec![(home, body)]);
+        return Ok((vec![(home, body)], size));
     }
     let rules = table.rules_for_db(db);
     let cluster_of = |name: &[u8]| rules.cluster_for(&measurement_of(name));
     let mut batches = prom::write::split(&decoded, cluster_of).map_err(write_error)?;
-    Ok(match batches.len() {
+    let batches = match batches.len() {
         0 => vec![(home, body)],
         1 => vec![(batches.remove(0).0, body)],
         _ => batches
@@ -204,7 +212,8 @@ fn check_and_split_now(
                 (cluster, Payload::from(part))
             })
             .collect(),
-    })
+    };
+    Ok((batches, size))
 }
 
 /// The measurement a metric name is routed as: the name InfluxDB shows
@@ -266,6 +275,13 @@ pub async fn read(
     let (parts, incoming) = request.into_parts();
     let body = body::read(incoming, &length_only(&parts.headers), limits).await?;
     shared.monitor.http.received(Endpoint::PromRead, body.len());
+    if shared.limiter.is_some() {
+        // a ReadRequest counts by its decompressed size (if it has none,
+        // it gets its 400 below, or from the node)
+        let size = prom::snappy::declared_len(&body.to_contiguous()).unwrap_or(body.len());
+        let user = || super::query::claimed(query.as_deref(), &parts.headers);
+        super::limits::charge_body(shared, &parts.extensions, user, &db, size)?;
+    }
     let mut headers = node_headers(&parts.headers);
     headers.remove(prom::WRITE_VERSION.0);
     for name in ["x-prometheus-remote-read-version", "accept-encoding"] {
