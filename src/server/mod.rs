@@ -303,8 +303,11 @@ pub async fn run(
     shared.udp.bind(&shared.config).await?;
     shared.start_sources().await;
     if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "listening");
+    }
+    if shared.limiter.is_some() {
         let limits = shared.config.limits.describe();
-        tracing::info!(%addr, %limits, "listening");
+        tracing::info!(?limits, "rate limits on");
     }
     serve(listener, shared, shutdown).await;
     Ok(())
