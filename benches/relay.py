@@ -256,7 +256,7 @@ class Router:
 
 def measure(scenario, args, work, bodies, script):
     body = {"a": bodies["big"], "b": bodies["small"], "c": bodies["big"], "d": bodies["big"], "e": None,
-            "f": bodies["small"], "g": bodies["big"], "h": bodies["prom"], "i": bodies["prom"],
+            "f": bodies["small"], "g": bodies["big"], "h": bodies.get("prom"), "i": bodies.get("prom"),
             "l": bodies["big"]}[scenario]
     size = os.path.getsize(body) if body else 0
     if scenario == "e":

@@ -403,6 +403,33 @@ async fn bad_bodies_get_400_and_oversized_ones_413_and_none_reaches_a_node() {
 }
 
 #[tokio::test]
+async fn limits_count_a_remote_write_by_its_decompressed_size() {
+    let node = FakeNode::start();
+    let router = RouterBuilder::new()
+        .node("n", &node.url())
+        .limits("client_bytes", "\"256KiB/s\"")
+        .start()
+        .await;
+    let url = format!("{}/api/v1/prom/write?db=d", router.url());
+    // 1 MiB of protobuf in a few KB of snappy: over a 256 KiB/s budget
+    let long = "x".repeat(1000);
+    let many: Vec<TimeSeries> = (0..1100)
+        .map(|i| series(&[("__name__", "m"), ("t", &long)], &[(1.0, i)]))
+        .collect();
+    let big = write_request(many);
+    let decoded = big.encode_to_vec().len();
+    assert!(big.bytes().len() < 64 << 10, "{} bytes", big.bytes().len());
+    // the first body is taken from the full bucket and leaves it in debt
+    let first = post_prom(&url, &big).await;
+    assert_ne!(first.0, 429, "{}", first.1);
+    let second = post_prom(&url, &big).await;
+    assert_eq!(second.0, 429, "{}", second.1);
+    let counted = format!("(this body: {decoded} bytes)");
+    assert!(second.1.contains(&counted), "{} lacks {counted}", second.1);
+    assert_eq!(node.requests_to("/api/v1/prom/write").len(), 1);
+}
+
+#[tokio::test]
 async fn hostile_bodies_never_panic_or_allocate_what_they_declare() {
     // a sharded database, so that both writes and reads are decoded
     let (f1, f2) = (FakeNode::start(), FakeNode::start());

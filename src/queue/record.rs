@@ -424,6 +424,34 @@ mod tests {
     }
 
     #[test]
+    fn a_prometheus_remote_write_keeps_its_kind_and_its_snappy_body() {
+        let body = Bytes::from_static(b"\x02\x04\x0a\x00");
+        let prom = Record {
+            kind: RecordKind::PromWrite,
+            precision: String::new(),
+            gzip: false,
+            ..record("db", Payload::from(body.clone()))
+        };
+        let frame = Bytes::from(encode(&prom));
+        let fields = decode(&frame, Format::V2, false).unwrap();
+        assert_eq!(fields.kind, RecordKind::PromWrite);
+        assert_eq!(fields.to_record(&frame).body.to_contiguous(), body);
+        let mut unknown = frame.to_vec();
+        unknown[FRAME_HEADER_LEN as usize] = 4;
+        assert!(fields_of_unknown_kind(&unknown));
+    }
+
+    /// A frame whose kind is not known (CRC fixed up) is refused.
+    fn fields_of_unknown_kind(frame: &[u8]) -> bool {
+        let mut frame = frame.to_vec();
+        let header = FRAME_HEADER_LEN as usize;
+        let len = frame[LEN_AT..LEN_AT + 4].to_vec();
+        let crc = Format::V2.crc([len[0], len[1], len[2], len[3]], &frame[header..]);
+        frame[LEN_AT + 4..LEN_AT + 8].copy_from_slice(&crc.to_le_bytes());
+        decode(&frame, Format::V2, false) == Err("unknown record kind")
+    }
+
+    #[test]
     fn a_flipped_bit_anywhere_is_caught_in_either_format() {
         let r = record("db", Payload::from("cpu v=1\n"));
         for format in [Format::V1, Format::V2] {

@@ -304,10 +304,8 @@ pub async fn run(
     shared.start_sources().await;
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "listening");
-    }
-    if shared.limiter.is_some() {
         let limits = shared.config.limits.describe();
-        tracing::info!(?limits, "rate limits on");
+        tracing::info!(%limits, "rate limits");
     }
     serve(listener, shared, shutdown).await;
     Ok(())

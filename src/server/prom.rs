@@ -17,6 +17,10 @@
 //! ([`prom::write::split`]), each compressed again; a request whose series
 //! all belong to one cluster goes there unchanged.
 //!
+//! `[limits]` count a remote write's or read's decompressed size (what its
+//! block declares) as they count a gzip body inflated, and a remote read
+//! takes a place among its client's concurrent queries.
+//!
 //! **Read.** The `ReadRequest` goes unchanged, as a POST with the client's
 //! query string and credentials, to one healthy read-enabled node of the
 //! database's cluster, failing over before the first byte like a `/query`
@@ -123,14 +127,15 @@ pub async fn write(
         .monitor
         .http
         .received(Endpoint::PromWrite, body.len());
-    let table = shared.routing.load();
     let max_size = shared.config.server.max_body_size;
-    let (batches, decoded_size) = check_and_split(&table, &params.db, body, max_size).await?;
-    let user = || {
-        let password = params.password.as_ref().map(Secret::expose);
-        Claimed::of(params.user.as_deref(), password, &parts.headers)
-    };
+    let compressed = body.to_contiguous();
+    let decoded_size = decoded_size(&compressed, max_size)?;
+    let password = params.password.as_ref().map(Secret::expose);
+    let user = || Claimed::of(params.user.as_deref(), password, &parts.headers);
     super::limits::charge_body(shared, &parts.extensions, user, &params.db, decoded_size)?;
+    let table = shared.routing.load();
+    let batches =
+        check_and_split(&table, &params.db, body, compressed, decoded_size, max_size).await?;
     let headers = node_headers(&parts.headers);
     let credentials = client_credentials(
         params.user.as_deref(),
@@ -164,16 +169,15 @@ pub async fn write(
 /// what: the body as it came when the database is on one cluster (or all
 /// its series are), else one compressed part per cluster. A request
 /// without series goes whole to the database's cluster, whose nodes answer
-/// for it as InfluxDB would. Also the decompressed size (what `[limits]`
-/// count).
+/// for it as InfluxDB would.
 async fn check_and_split(
     table: &Arc<RoutingTable>,
     db: &str,
     body: Payload,
+    compressed: Bytes,
+    declared: u64,
     max_size: u64,
-) -> Result<(Vec<(usize, Payload)>, u64), ApiError> {
-    let compressed = body.to_contiguous();
-    let declared = prom::snappy::declared_len(&compressed).map_err(snappy_error)?;
+) -> Result<Vec<(usize, Payload)>, ApiError> {
     if declared <= CHECK_INLINE_MAX {
         return check_and_split_now(table, db, body, &compressed, max_size);
     }
@@ -191,18 +195,17 @@ fn check_and_split_now(
     body: Payload,
     compressed: &[u8],
     max_size: u64,
-) -> Result<(Vec<(usize, Payload)>, u64), ApiError> {
+) -> Result<Vec<(usize, Payload)>, ApiError> {
     let decoded = prom::snappy::decompress(compressed, max_size).map_err(snappy_error)?;
-    let size = decoded.len() as u64;
     let home = table.cluster_index_for_db(db);
     if !table.needs_measurement(db) {
         prom::write::scan(&decoded, |_, _| {}).map_err(write_error)?;
-        return Ok((vec![(home, body)], size));
+        return Ok(vec![(home, body)]);
     }
     let rules = table.rules_for_db(db);
     let cluster_of = |name: &[u8]| rules.cluster_for(&measurement_of(name));
     let mut batches = prom::write::split(&decoded, cluster_of).map_err(write_error)?;
-    let batches = match batches.len() {
+    Ok(match batches.len() {
         0 => vec![(home, body)],
         1 => vec![(batches.remove(0).0, body)],
         _ => batches
@@ -212,8 +215,7 @@ fn check_and_split_now(
                 (cluster, Payload::from(part))
             })
             .collect(),
-    };
-    Ok((batches, size))
+    })
 }
 
 /// The measurement a metric name is routed as: the name InfluxDB shows
@@ -221,6 +223,19 @@ fn check_and_split_now(
 /// every name Prometheus itself allows).
 fn measurement_of(name: &[u8]) -> String {
     String::from_utf8_lossy(&crate::protocol::line::unescape_measurement(name)).into_owned()
+}
+
+/// The size a snappy body declares it decompresses to, within `max_size`
+/// (413 past it): what `[limits]` counts, as it counts a gzip body inflated.
+fn decoded_size(compressed: &[u8], max_size: u64) -> Result<u64, ApiError> {
+    let size = prom::snappy::declared_len(compressed).map_err(snappy_error)?;
+    if size > max_size {
+        return Err(ApiError::DecodedTooLarge {
+            size,
+            limit: max_size,
+        });
+    }
+    Ok(size)
 }
 
 fn snappy_error(e: SnappyError) -> ApiError {
@@ -275,12 +290,11 @@ pub async fn read(
     let (parts, incoming) = request.into_parts();
     let body = body::read(incoming, &length_only(&parts.headers), limits).await?;
     shared.monitor.http.received(Endpoint::PromRead, body.len());
-    if shared.limiter.is_some() {
-        // a ReadRequest counts by its decompressed size (if it has none,
-        // it gets its 400 below, or from the node)
-        let size = prom::snappy::declared_len(&body.to_contiguous()).unwrap_or(body.len());
-        let user = || super::query::claimed(query.as_deref(), &parts.headers);
-        super::limits::charge_body(shared, &parts.extensions, user, &db, size)?;
+    if !body.is_empty() {
+        let max_size = shared.config.server.max_body_size;
+        let decoded_size = decoded_size(&body.to_contiguous(), max_size)?;
+        let user = || read_user(query.as_deref(), &parts.headers);
+        super::limits::charge_body(shared, &parts.extensions, user, &db, decoded_size)?;
     }
     let mut headers = node_headers(&parts.headers);
     headers.remove(prom::WRITE_VERSION.0);
@@ -311,6 +325,20 @@ pub async fn read(
             read_across(&clusters, &forward).await
         }
     }
+}
+
+/// The credentials of a remote read (`u` and `p` in the URL, else the
+/// `Authorization` header), as a `[limits] user_bytes` key.
+fn read_user(query: Option<&str>, headers: &HeaderMap) -> Option<Claimed> {
+    let (mut u, mut p) = (None, None);
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*key {
+            "u" => u = Some(value),
+            "p" => p = Some(value),
+            _ => {}
+        }
+    }
+    Claimed::of(u.as_deref(), p.as_deref(), headers)
 }
 
 /// The clusters that hold the data a `ReadRequest` asks for, over a

@@ -100,7 +100,7 @@ impl QueryParams {
 
 /// The credentials of a query as InfluxDB reads them (`u` and `p` from the
 /// URL, else `Authorization`), as a `[limits] user_bytes` key.
-pub(super) fn claimed(url_query: Option<&str>, headers: &HeaderMap) -> Option<Claimed> {
+fn claimed(url_query: Option<&str>, headers: &HeaderMap) -> Option<Claimed> {
     let (mut u, mut p) = (None, None);
     for (key, value) in form_urlencoded::parse(url_query.unwrap_or("").as_bytes()) {
         match &*key {

@@ -97,6 +97,7 @@ impl<'a> Reader<'a> {
 
     /// The next field as (number, value), `None` at the end of the message.
     #[allow(clippy::should_implement_trait)]
+    #[inline]
     pub fn next(&mut self) -> Result<Option<(u32, Value<'a>)>, WireError> {
         if self.at == self.buf.len() {
             return Ok(None);
@@ -119,6 +120,7 @@ impl<'a> Reader<'a> {
         Ok(Some((number, value)))
     }
 
+    #[inline]
     fn key(&mut self) -> Result<(u32, WireType), WireError> {
         let key = self.varint()?;
         let wire_type = WireType::of(key & 7)?;
@@ -129,7 +131,19 @@ impl<'a> Reader<'a> {
         Ok((number as u32, wire_type))
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, WireError> {
+        // one byte: every key and length below 128, most of them
+        if let Some(&byte) = self.buf.get(self.at) {
+            if byte < 0x80 {
+                self.at += 1;
+                return Ok(u64::from(byte));
+            }
+        }
+        self.varint_slow()
+    }
+
+    fn varint_slow(&mut self) -> Result<u64, WireError> {
         let mut value: u64 = 0;
         for i in 0..10 {
             let Some(&byte) = self.buf.get(self.at) else {
@@ -147,6 +161,7 @@ impl<'a> Reader<'a> {
         Err(error("varint overflows 64 bits"))
     }
 
+    #[inline]
     fn fixed<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
         let bytes = self.take(N)?;
         let mut out = [0; N];
@@ -154,6 +169,7 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    #[inline]
     fn len_delimited(&mut self) -> Result<&'a [u8], WireError> {
         let len = self.varint()?;
         let len = usize::try_from(len)
@@ -168,6 +184,7 @@ impl<'a> Reader<'a> {
         self.take(len)
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         let end = self
             .at

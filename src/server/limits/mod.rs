@@ -14,8 +14,8 @@
 //!   anything else is done with the request ([`Limiter::admit`]). The client
 //!   address is the TCP peer's; no header can change it.
 //! * The bytes limits right after a body is read (and, gzip, inflated to
-//!   count it; a Prometheus remote write once it is decompressed and
-//!   checked), before anything is sent to a node or a queue
+//!   count it; a Prometheus body by the size its snappy header declares),
+//!   before anything is sent to a node or a queue
 //!   ([`charge_body`]): `client_bytes`, then `user_bytes`, then
 //!   `database_bytes` (the first glob in the file's order that matches the
 //!   database; every database it matches shares its bucket). A body one of
