@@ -402,6 +402,92 @@ async fn without_limits_nothing_is_ever_refused() {
     }
 }
 
+/// A snappy `WriteRequest` of `series` series with long label values
+/// (which compress well), and its decompressed size.
+fn remote_write(series: usize) -> (Vec<u8>, usize) {
+    use influxdb_router::protocol::prom::messages::{LabelPair, Sample, TimeSeries, WriteRequest};
+    use prost::Message;
+    let timeseries = (0..series)
+        .map(|i| TimeSeries {
+            labels: vec![
+                LabelPair::new("__name__", "up"),
+                LabelPair::new("job", format!("{i:04}{}", "x".repeat(80))),
+            ],
+            samples: vec![Sample {
+                value: 1.0,
+                timestamp_ms: 1_700_000_000_000,
+            }],
+        })
+        .collect();
+    let encoded = WriteRequest { timeseries }.encode_to_vec();
+    let compressed = influxdb_router::protocol::prom::snappy::compress(&encoded);
+    (compressed, encoded.len())
+}
+
+#[tokio::test]
+async fn prometheus_remote_writes_count_decompressed_and_remote_reads_are_queries() {
+    let node = FakeNode::with_behaviour(Behaviour::SlowQueryBody(Duration::from_secs(3)));
+    let router = RouterBuilder::new()
+        .node("a", &node.url())
+        .limits("client_bytes", "\"100KiB/s\"")
+        .limits("client_queries", "1")
+        .start()
+        .await;
+    let client = client_from(CLIENT_A);
+    let (body, decoded) = remote_write(600);
+    assert!(
+        decoded > 60_000 && body.len() < 20_000,
+        "{decoded} {}",
+        body.len()
+    );
+    let post = || {
+        client
+            .post(format!("{}/api/v1/prom/write?db=prom", router.url()))
+            .body(body.clone())
+    };
+    // forwarded (the fake node does not know the path: its 404 comes back)
+    assert_eq!(send(post()).await.status, 404);
+    let refused = send(post()).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    let expected = format!("(this body: {decoded} bytes)");
+    assert!(refused.error().contains(&expected), "{}", refused.error());
+    assert_eq!(node.requests_to("/api/v1/prom/write").len(), 1);
+
+    // a remote read holds the client's one query place while it streams
+    let read = || {
+        client
+            .post(format!("{}/api/v1/prom/read?db=prom", router.url()))
+            .body(vec![0u8])
+    };
+    let open = read().send().await.expect("router answers");
+    assert_eq!(open.status(), 200);
+    node.set_behaviour(Behaviour::Ok);
+    for request in [
+        read(),
+        client.get(format!("{}/query?q=SHOW+DATABASES", router.url())),
+    ] {
+        let answer = send(request).await;
+        assert_eq!(answer.status, 429, "{}", answer.body);
+        assert!(
+            answer.error().starts_with("over limits.client_queries"),
+            "{}",
+            answer.error()
+        );
+    }
+    open.text().await.unwrap();
+    let freed = support::wait_until(Duration::from_secs(5), || async {
+        send(client.get(format!("{}/query?q=SHOW+DATABASES", router.url())))
+            .await
+            .status
+            == 200
+    })
+    .await;
+    assert!(
+        freed,
+        "the finished remote read did not give its place back"
+    );
+}
+
 #[test]
 fn bad_limits_are_refused_before_listening_naming_each_key() {
     let dir = tempfile::tempdir().unwrap();

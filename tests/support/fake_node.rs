@@ -53,9 +53,9 @@ pub enum Behaviour {
     /// answered; the connection stays open until the client gives up or the
     /// node is dropped.
     Stall,
-    /// `/query` gets its 200 and headers at once and its body
-    /// ([`OK_QUERY_BODY`]) only after this long: an answer that streams.
-    /// `/write` and `/ping` are answered as in [`Behaviour::Ok`].
+    /// `/query` and `/api/v1/prom/read` get a 200 and headers at once and
+    /// the body ([`OK_QUERY_BODY`]) only after this long: an answer that
+    /// streams. Everything else is answered as in [`Behaviour::Ok`].
     SlowQueryBody(Duration),
     /// `/query` gets a 200 with chunked encoding and a first chunk holding
     /// [`PARTIAL_QUERY_BODY`], after which the connection is dropped without
@@ -345,7 +345,7 @@ async fn handle(
             respond(StatusCode::OK, Some("application/json"), reset_mid_body())
         }
         Behaviour::ResetMidBody => answer_ok(&method, path),
-        Behaviour::SlowQueryBody(delay) if path == "/query" => {
+        Behaviour::SlowQueryBody(delay) if path == "/query" || path == "/api/v1/prom/read" => {
             respond(StatusCode::OK, Some("application/json"), late(delay))
         }
         Behaviour::SlowQueryBody(_) => answer_ok(&method, path),

@@ -14,13 +14,15 @@
 //!   anything else is done with the request ([`Limiter::admit`]). The client
 //!   address is the TCP peer's; no header can change it.
 //! * The bytes limits right after a body is read (and, gzip, inflated to
-//!   count it), before anything is sent to a node or a queue
+//!   count it; a Prometheus body by the size its snappy header declares),
+//!   before anything is sent to a node or a queue
 //!   ([`charge_body`]): `client_bytes`, then `user_bytes`, then
 //!   `database_bytes` (the first glob in the file's order that matches the
 //!   database; every database it matches shares its bucket). A body one of
 //!   them refuses is given back to those that took it.
-//! * A query's place among its client's `client_queries` is held until the
-//!   answer is sent, to its last byte when it streams from a node.
+//! * A query's place among its client's `client_queries` (a `/query` or an
+//!   `/api/v1/prom/read`) is held until the answer is sent, to its last
+//!   byte when it streams from a node.
 //!
 //! With no `[limits]` the router holds no [`Limiter`] (`Shared::limiter`
 //! is `None`) and the request path costs one `Option` check per stage.

@@ -54,6 +54,9 @@ fn queries_are_bounded_per_client_while_their_permits_live() {
     assert!(first.is_some() && second.is_some());
     let refusal = limiter.admit_at(A, Endpoint::Query, NOW).unwrap_err();
     assert_eq!(refusal.limit, Limit::ClientQueries);
+    // a Prometheus remote read is a query too
+    let refusal = limiter.admit_at(A, Endpoint::PromRead, NOW).unwrap_err();
+    assert_eq!(refusal.limit, Limit::ClientQueries);
     // writes, and other clients' queries, are not queries of A's
     assert!(limiter.admit_at(A, Endpoint::Write, NOW).unwrap().is_none());
     let other = limiter.admit_at(B, Endpoint::Query, NOW).unwrap();
