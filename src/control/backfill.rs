@@ -14,7 +14,7 @@ use crate::config::Config;
 use super::endpoint::{self, Allow};
 use super::http::HttpClient;
 use super::influx::Influx;
-use super::ledger::{self, FileLedger, Ledger};
+use super::ledger::{self, Ledger};
 use super::lines::Encoder;
 use super::pieces::{self, Piece, ScopeArgs, Selection};
 use super::progress::{Display, Progress};
@@ -99,19 +99,15 @@ pub async fn run(
         selection.range
     );
     let mut file_ledger = None;
-    let ledger: &mut dyn Ledger = match ledger {
-        Some(ledger) => ledger,
-        None => {
-            let path = args
-                .state
-                .clone()
-                .unwrap_or_else(|| ledger::default_path(&config.buffer.dir, "backfill", &work));
-            if args.restart {
-                ledger::forget(&path)?;
-            }
-            file_ledger.insert(FileLedger::open(&path, &work)?)
-        }
-    };
+    let ledger = ledger::given_or_file(
+        ledger,
+        &mut file_ledger,
+        args.state.as_deref(),
+        args.restart,
+        &config.buffer.dir,
+        "backfill",
+        &work,
+    )?;
     let http = HttpClient::new().map_err(ControlError::Failed)?;
     let src = Influx::new(src, http.clone());
     let dst: Vec<Influx> = dst

@@ -197,6 +197,31 @@ impl Ledger for FileLedger {
     }
 }
 
+/// The ledger a command records its pieces in: `given` (a job's) when there
+/// is one, else the file at `state` (or the default one under `buffer_dir`,
+/// named after `kind` and `work`), forgotten first with `restart`. The file
+/// ledger lives in `slot`.
+pub fn given_or_file<'a, 'b: 'a>(
+    given: Option<&'a mut (dyn Ledger + 'b)>,
+    slot: &'a mut Option<FileLedger>,
+    state: Option<&Path>,
+    restart: bool,
+    buffer_dir: &Path,
+    kind: &str,
+    work: &str,
+) -> Result<&'a mut (dyn Ledger + 'b), ControlError> {
+    if let Some(ledger) = given {
+        return Ok(ledger);
+    }
+    let path = state
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| default_path(buffer_dir, kind, work));
+    if restart {
+        forget(&path)?;
+    }
+    Ok(slot.insert(FileLedger::open(&path, work)?))
+}
+
 /// Removes the ledger at `path` (`--restart`); a missing one is fine.
 pub fn forget(path: &Path) -> Result<(), ControlError> {
     match std::fs::remove_file(path) {

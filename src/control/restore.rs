@@ -22,7 +22,7 @@ use super::backup::{hex, FileEntry, Manifest, FORMAT, MANIFEST};
 use super::endpoint::{self, Allow};
 use super::http::HttpClient;
 use super::influx::{ident, Influx};
-use super::ledger::{self, FileLedger, Ledger};
+use super::ledger::{self, Ledger};
 use super::lines::point_end;
 use super::progress::{Display, Progress};
 use super::schema::{self, Database, Passwords, Schema, Scope};
@@ -128,19 +128,15 @@ pub async fn run(
         manifest.created
     );
     let mut file_ledger = None;
-    let ledger: &mut dyn Ledger = match ledger {
-        Some(ledger) => ledger,
-        None => {
-            let path = args
-                .state
-                .clone()
-                .unwrap_or_else(|| ledger::default_path(&config.buffer.dir, "restore", &work));
-            if args.restart {
-                ledger::forget(&path)?;
-            }
-            file_ledger.insert(FileLedger::open(&path, &work)?)
-        }
-    };
+    let ledger = ledger::given_or_file(
+        ledger,
+        &mut file_ledger,
+        args.state.as_deref(),
+        args.restart,
+        &config.buffer.dir,
+        "restore",
+        &work,
+    )?;
     let http = HttpClient::new().map_err(ControlError::Failed)?;
     let dst: Vec<Influx> = dst
         .into_iter()
