@@ -69,6 +69,19 @@ impl Glob {
         })
     }
 
+    /// A glob matching exactly `name` (its `*`, `?`, `[`, `]`, `!` and
+    /// `\\` taken literally).
+    pub fn literal(name: &str) -> Result<Glob, String> {
+        let mut pattern = String::with_capacity(name.len() + 2);
+        for c in name.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '!' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        Glob::new(&pattern)
+    }
+
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.pattern
@@ -270,6 +283,16 @@ mod tests {
         for name in no {
             assert!(!g.is_match(name), "{pattern} should not match {name:?}");
         }
+    }
+
+    #[test]
+    fn a_literal_glob_matches_only_its_name() {
+        for name in ["cpu", "a*b", "x?[y]!", "back\\slash", "[", "*"] {
+            let g = Glob::literal(name).unwrap();
+            assert!(g.is_match(name), "{name:?} via {:?}", g.as_str());
+            assert!(!g.is_match(&format!("{name}z")), "{name:?}");
+        }
+        assert!(!Glob::literal("a*b").unwrap().is_match("axxb"));
     }
 
     #[test]

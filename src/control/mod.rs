@@ -13,10 +13,12 @@
 //! * [`routes`]: `admin routes show|push`, the routing document in Redis.
 //! * [`status`]: `admin status`, the state of one or more routers.
 //! * [`http`]: the HTTP client the commands share.
+//! * [`converge`]: copy, verify and repair, shared by rebalance and recover-node.
 
 pub mod answer;
 pub mod backfill;
 pub mod backup;
+pub mod converge;
 pub mod create_database;
 pub mod endpoint;
 pub mod http;

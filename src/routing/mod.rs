@@ -7,6 +7,7 @@
 //! * [`hash`]: rendezvous hashing for sharded rules (a stable, pinned hash).
 //! * [`live`]: [`LiveTable`], the `ArcSwap` holder requests load the snapshot from.
 //! * [`orphans`]: queues on disk of nodes no longer configured.
+//! * [`overrides`]: node mode overrides kept in Redis (names and formats).
 //! * [`source`]: where new tables come from at run time (the config file).
 //!
 //! A request loads the snapshot once and uses it to the end; nothing on the
@@ -16,6 +17,7 @@ pub use crate::config::glob;
 pub mod hash;
 pub mod live;
 pub mod orphans;
+pub mod overrides;
 pub mod rules;
 pub mod source;
 pub mod table;
