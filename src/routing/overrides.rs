@@ -110,11 +110,14 @@ pub struct Receipt {
     pub at_ms: u64,
 }
 
+/// Overrides by `(cluster, node)`.
+pub type Overrides = BTreeMap<(String, String), Override>;
+
 /// Parses the fields of [`overrides_key`]; malformed ones are returned
 /// apart, as `(field, why)`.
 pub fn parse_all(
     fields: impl IntoIterator<Item = (String, String)>,
-) -> (BTreeMap<(String, String), Override>, Vec<(String, String)>) {
+) -> (Overrides, Vec<(String, String)>) {
     let mut good = BTreeMap::new();
     let mut bad = Vec::new();
     for (name, value) in fields {
