@@ -57,6 +57,8 @@ pub struct Config {
     pub clusters: Vec<ClusterConfig>,
     /// `[[route]]`s in file order: the first that matches decides.
     pub routes: Vec<RouteConfig>,
+    /// `[[move]]`s: data on its way from one cluster to another.
+    pub moves: Vec<MoveConfig>,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub control: ControlConfig,
@@ -365,6 +367,41 @@ pub struct RouteConfig {
     /// The measurements the rule applies to; `None` (left out) is every one.
     pub measurement: Option<Glob>,
     pub target: RouteTarget,
+}
+
+/// One `[[move]]`: the data of matching databases and measurements is on
+/// its way from cluster `from` to cluster `to` (a rebalance after a routing
+/// change). While it is `copying`, writes go to both and reads are
+/// answered from `from`, which holds everything; once `done`, `to` alone
+/// answers and `from` only waits for the data to be deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveConfig {
+    /// The databases it applies to (a name, or a glob).
+    pub database: Glob,
+    /// The measurements it applies to; `None` (left out) is every one.
+    pub measurement: Option<Glob>,
+    pub from: String,
+    pub to: String,
+    pub state: MoveState,
+}
+
+/// How far a `[[move]]` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveState {
+    /// Being copied: writes go to both clusters, reads to `from`.
+    Copying,
+    /// Copied and verified: reads go to `to`, writes no longer to `from`.
+    Done,
+}
+
+impl MoveState {
+    /// The name used in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MoveState::Copying => "copying",
+            MoveState::Done => "done",
+        }
+    }
 }
 
 /// Where a `[[route]]` sends what it matches.

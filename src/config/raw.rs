@@ -22,6 +22,8 @@ pub(crate) struct RawConfig {
     pub routing: Option<toml::Table>,
     pub cluster: Option<Vec<toml::Table>>,
     pub route: Option<Vec<toml::Table>>,
+    #[serde(rename = "move")]
+    pub moves: Option<Vec<toml::Table>>,
     pub metrics: Option<toml::Table>,
     pub log: Option<toml::Table>,
     pub control: Option<toml::Table>,
@@ -140,6 +142,16 @@ pub(crate) struct RawRoute {
     pub cluster: Option<String>,
     pub shard: Option<Vec<String>>,
     pub shard_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMove {
+    pub database: Option<String>,
+    pub measurement: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub state: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,10 +5,15 @@
 //! different clusters) with `shard_key = "measurement"` (the default and, for
 //! now, the only key). Every cluster named must be a `[[cluster]]`. Each
 //! mistake is its own problem, under keys like `route[1].shard[0]`.
+//!
+//! `[[move]]` entries (data on its way between clusters) are checked here
+//! too: a `database` (name or glob), an optional `measurement` glob, `from`
+//! and `to` naming two different clusters, and `state` `copying` (the
+//! default) or `done`.
 
 use super::error::Problems;
-use super::raw::{join, table_into, RawRoute};
-use super::{RouteConfig, RouteTarget, ShardKey};
+use super::raw::{join, table_into, RawMove, RawRoute};
+use super::{MoveConfig, MoveState, RouteConfig, RouteTarget, ShardKey};
 use crate::config::glob::Glob;
 
 /// Checks every `[[route]]` against `names`, the name of every cluster
@@ -32,6 +37,26 @@ pub(crate) fn routes(
     routes
 }
 
+/// Checks every `[[move]]` against the cluster `names`.
+pub(crate) fn moves(
+    tables: Option<Vec<toml::Table>>,
+    names: &[String],
+    problems: &mut Problems,
+) -> Vec<MoveConfig> {
+    let mut moves = Vec::new();
+    for (i, table) in tables.unwrap_or_default().into_iter().enumerate() {
+        let path = format!("move[{i}]");
+        let raw: RawMove = table_into(table, &path, problems);
+        let mut check = RouteCheck {
+            path: &path,
+            names,
+            problems,
+        };
+        moves.extend(check.movement(raw));
+    }
+    moves
+}
+
 /// Checks one rule, reporting problems under its `path`.
 struct RouteCheck<'a> {
     path: &'a str,
@@ -51,6 +76,56 @@ impl RouteCheck<'_> {
             measurement: measurement.ok()?,
             target: target?,
         })
+    }
+
+    fn movement(&mut self, raw: RawMove) -> Option<MoveConfig> {
+        let database = match raw.database {
+            Some(db) => self.glob("database", Some(db)).ok().flatten(),
+            None => {
+                self.fail("database", "required: the database whose data moves");
+                None
+            }
+        };
+        let measurement = self.glob("measurement", raw.measurement);
+        let from = self.required_cluster("from", raw.from);
+        let to = self.required_cluster("to", raw.to);
+        let state = match raw.state.as_deref() {
+            None | Some("copying") => Some(MoveState::Copying),
+            Some("done") => Some(MoveState::Done),
+            Some(other) => {
+                self.fail(
+                    "state",
+                    format!("expected \"copying\" or \"done\", got {other:?}"),
+                );
+                None
+            }
+        };
+        if let (Some(from), Some(to)) = (&from, &to) {
+            if from == to {
+                self.fail(
+                    "to",
+                    format!("expected a cluster other than from ({from:?})"),
+                );
+                return None;
+            }
+        }
+        Some(MoveConfig {
+            database: database?,
+            measurement: measurement.ok()?,
+            from: from?,
+            to: to?,
+            state: state?,
+        })
+    }
+
+    fn required_cluster(&mut self, key: &str, value: Option<String>) -> Option<String> {
+        match value {
+            Some(name) => self.cluster_name(key, name),
+            None => {
+                self.fail(key, "required: the name of a cluster");
+                None
+            }
+        }
     }
 
     fn fail(&mut self, key: &str, message: impl Into<String>) {

@@ -14,7 +14,7 @@ use super::raw::{
     join, table_into, RawBuffer, RawConfig, RawControl, RawHealth, RawLimits, RawLog, RawMetrics,
     RawRouting, RawServer, RawWrite,
 };
-use super::routes::routes;
+use super::routes::{moves, routes};
 use super::units::{parse_byte_rate, parse_duration, parse_rate, parse_size};
 use super::{
     BufferConfig, CoalesceConfig, Config, Consistency, ControlConfig, FsyncPolicy, HealthConfig,
@@ -37,6 +37,7 @@ pub(crate) fn build(raw: RawConfig, problems: &mut Problems) -> Config {
     let (clusters, names) = clusters(raw.cluster, problems);
     let routing = check_routing(routing, &names, problems);
     let routes = routes(raw.route, &names, problems);
+    let moves = moves(raw.moves, &names, problems);
     let metrics = table_into(raw.metrics.unwrap_or_default(), "metrics", problems);
     let metrics = check_metrics(metrics, problems);
     let log = table_into(raw.log.unwrap_or_default(), "log", problems);
@@ -53,6 +54,7 @@ pub(crate) fn build(raw: RawConfig, problems: &mut Problems) -> Config {
         routing,
         clusters,
         routes,
+        moves,
         metrics,
         log,
         control,

@@ -183,6 +183,31 @@ fn router_section(out: &mut String, url: &str, status: &Value) {
     }
     out.push_str(&columns(&rows));
     out.push('\n');
+    let moves = routing["moves"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if !moves.is_empty() {
+        let mut rows = vec![["DATABASE", "MEASUREMENT", "FROM", "TO", "STATE"]
+            .map(String::from)
+            .to_vec()];
+        for m in moves {
+            let measurement = match &m["measurement"] {
+                Value::Null => "*".to_string(),
+                other => text(other),
+            };
+            rows.push(vec![
+                text(&m["database"]),
+                measurement,
+                text(&m["from"]),
+                text(&m["to"]),
+                text(&m["state"]),
+            ]);
+        }
+        out.push_str("moves:\n");
+        out.push_str(&columns(&rows));
+        out.push('\n');
+    }
 }
 
 fn node_row(node: &Value) -> Vec<String> {

@@ -23,4 +23,19 @@ pub mod source;
 pub mod table;
 
 pub use live::LiveTable;
+pub use rules::WriteTo;
 pub use table::{BuildError, Cluster, RoutingTable, TableSource};
+
+/// Batches keyed by [`WriteTo`] as batches per cluster: a batch whose
+/// measurement is being moved goes to both clusters (the payload is shared,
+/// not copied).
+pub fn per_cluster<P: Clone>(batches: Vec<(WriteTo, P)>) -> Vec<(usize, P)> {
+    let mut out = Vec::with_capacity(batches.len());
+    for (to, batch) in batches {
+        if let Some(also) = to.also {
+            out.push((also, batch.clone()));
+        }
+        out.push((to.owner, batch));
+    }
+    out
+}

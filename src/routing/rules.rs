@@ -15,8 +15,15 @@
 //!   no later rule (nor the default) is ever reached for `db`;
 //! * the write body of `db` needs splitting by measurement only when the
 //!   rules that can match `db` lead to more than one cluster.
+//!
+//! Moves (`[[move]]`, data on its way from cluster X to cluster Y) change
+//! the answers for what they match, the first matching move deciding:
+//! while one is `copying`, a line goes to its owner under the rules and to
+//! X as well ([`WriteTo::also`]), and reads of it are answered by X, which
+//! holds all of it; once `done`, reads go to the owner and writes no longer
+//! to X. Both X and Y stay among the clusters that may hold the database.
 
-use crate::config::{RouteConfig, RouteTarget};
+use crate::config::{MoveConfig, MoveState, RouteConfig, RouteTarget};
 
 use super::hash::Rendezvous;
 use crate::config::glob::Glob;
@@ -26,6 +33,29 @@ use crate::config::glob::Glob;
 pub struct Rules {
     rules: Box<[Rule]>,
     default: usize,
+    moves: Box<[Move]>,
+}
+
+/// A compiled `[[move]]`.
+#[derive(Debug, Clone)]
+struct Move {
+    /// `None`: every database.
+    database: Option<Glob>,
+    /// `None`: every measurement.
+    measurement: Option<Glob>,
+    from: usize,
+    to: usize,
+    copying: bool,
+}
+
+/// Where the writes of one measurement go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WriteTo {
+    /// The cluster the rules give it.
+    pub owner: usize,
+    /// The cluster it is moving away from, while it is being copied (never
+    /// the owner itself).
+    pub also: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +83,7 @@ enum Target {
 pub struct DbRules<'a> {
     rules: Vec<&'a Rule>,
     default: usize,
+    moves: Vec<&'a Move>,
 }
 
 impl Rules {
@@ -83,7 +114,37 @@ impl Rules {
         Rules {
             rules: rules.into(),
             default,
+            moves: Box::default(),
         }
+    }
+
+    /// Adds the `[[move]]`s, with their clusters named as in [`Rules::compile`].
+    pub fn with_moves(mut self, moves: &[MoveConfig], names: &[&str]) -> Rules {
+        let index = |name: &str| names.iter().position(|n| *n == name);
+        let mut compiled = Vec::with_capacity(moves.len());
+        for (i, m) in moves.iter().enumerate() {
+            let (Some(from), Some(to)) = (index(&m.from), index(&m.to)) else {
+                tracing::error!(
+                    r#move = i,
+                    "move names a cluster that does not exist; move ignored"
+                );
+                continue;
+            };
+            compiled.push(Move {
+                database: condition(&Some(m.database.clone())),
+                measurement: condition(&m.measurement),
+                from,
+                to,
+                copying: m.state == MoveState::Copying,
+            });
+        }
+        self.moves = compiled.into();
+        self
+    }
+
+    /// Whether any `[[move]]` is in the table.
+    pub fn has_moves(&self) -> bool {
+        !self.moves.is_empty()
     }
 
     /// The number of rules.
@@ -109,6 +170,9 @@ impl Rules {
     /// Whether the writes of `db` go to more than one cluster depending on
     /// the measurement; when false, all go to [`Rules::cluster_for_db`].
     pub fn needs_measurement(&self, db: &str) -> bool {
+        if self.moves.iter().any(|m| m.copying && m.applies_to(db)) {
+            return true;
+        }
         let mut only: Option<usize> = None;
         let mut same = |c: usize| *only.get_or_insert(c) == c;
         for rule in self.matching(db) {
@@ -154,6 +218,9 @@ impl Rules {
         if !complete {
             clusters.push(self.default);
         }
+        for m in self.moves_of(db) {
+            clusters.extend([m.from, m.to]);
+        }
         clusters.sort_unstable();
         clusters.dedup();
         clusters
@@ -171,7 +238,55 @@ impl Rules {
         DbRules {
             rules,
             default: self.default,
+            moves: self.moves_of(db),
         }
+    }
+
+    /// Where writes of `measurement` in `db` go.
+    pub fn write_to(&self, db: &str, measurement: &str) -> WriteTo {
+        let owner = self.cluster_for(db, measurement);
+        WriteTo {
+            owner,
+            also: also(self.move_for(db, measurement), owner),
+        }
+    }
+
+    /// The cluster that answers reads of `measurement` in `db`: the one it
+    /// moves from while it is being copied, else its owner.
+    pub fn read_cluster_for(&self, db: &str, measurement: &str) -> usize {
+        match self.move_for(db, measurement) {
+            Some(m) if m.copying => m.from,
+            _ => self.cluster_for(db, measurement),
+        }
+    }
+
+    /// The clusters of the move of `measurement` in `db` (from, to), if
+    /// one matches: where statements that change its data must go too.
+    pub fn move_clusters(&self, db: &str, measurement: &str) -> Option<(usize, usize)> {
+        self.move_for(db, measurement).map(|m| (m.from, m.to))
+    }
+
+    /// Whether a series of `measurement` in `db` that `cluster` sent
+    /// belongs in a read merged across clusters: not when a move concerns
+    /// `cluster` and another cluster answers for the measurement now.
+    pub fn series_belongs(&self, db: &str, cluster: usize, measurement: &str) -> bool {
+        match self.move_for(db, measurement) {
+            Some(m) if cluster == m.from || cluster == m.to => {
+                cluster == self.read_cluster_for(db, measurement)
+            }
+            _ => true,
+        }
+    }
+
+    /// The moves that can apply to `db`, in order.
+    fn moves_of(&self, db: &str) -> Vec<&Move> {
+        self.moves.iter().filter(|m| m.applies_to(db)).collect()
+    }
+
+    fn move_for(&self, db: &str, measurement: &str) -> Option<&Move> {
+        self.moves
+            .iter()
+            .find(|m| m.applies_to(db) && m.covers(measurement))
     }
 
     fn matching<'a>(&'a self, db: &'a str) -> impl Iterator<Item = &'a Rule> + 'a {
@@ -190,6 +305,44 @@ impl DbRules<'_> {
             .find(|rule| rule.measurement_matches(measurement))
             .map_or(self.default, |rule| rule.target.pick(measurement))
     }
+
+    /// Where writes of `measurement` go; the same answer as [`Rules::write_to`].
+    pub fn write_to(&self, measurement: &str) -> WriteTo {
+        let owner = self.cluster_for(measurement);
+        let found = self.moves.iter().copied().find(|m| m.covers(measurement));
+        WriteTo {
+            owner,
+            also: also(found, owner),
+        }
+    }
+
+    /// The cluster answering reads of `measurement`; the same answer as
+    /// [`Rules::read_cluster_for`].
+    pub fn read_cluster_for(&self, measurement: &str) -> usize {
+        match self.moves.iter().find(|m| m.covers(measurement)) {
+            Some(m) if m.copying => m.from,
+            _ => self.cluster_for(measurement),
+        }
+    }
+}
+
+impl Move {
+    fn applies_to(&self, db: &str) -> bool {
+        self.database.as_ref().map_or(true, |g| g.is_match(db))
+    }
+
+    fn covers(&self, measurement: &str) -> bool {
+        self.measurement
+            .as_ref()
+            .map_or(true, |g| g.is_match(measurement))
+    }
+}
+
+/// The second cluster a write goes to while `found` is being copied.
+fn also(found: Option<&Move>, owner: usize) -> Option<usize> {
+    found
+        .filter(|m| m.copying && m.from != owner)
+        .map(|m| m.from)
 }
 
 impl Rule {
@@ -259,7 +412,80 @@ nodes = [{ name = "c", url = "http://c" }]
         let text = format!("{CLUSTERS}{routes}");
         let config = Config::from_toml_str(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
         let names: Vec<&str> = config.clusters.iter().map(|c| c.name.as_str()).collect();
-        Rules::compile(&config.routes, &names, MAIN)
+        Rules::compile(&config.routes, &names, MAIN).with_moves(&config.moves, &names)
+    }
+
+    #[test]
+    fn a_measurement_being_moved_is_written_to_both_and_read_from_where_it_was() {
+        let rules = rules(
+            r#"
+[[route]]
+database = "big"
+cluster = "k8s"
+[[move]]
+database = "big"
+measurement = "cpu"
+from = "main"
+to = "k8s"
+[[move]]
+database = "big"
+measurement = "mem"
+from = "east"
+to = "k8s"
+state = "done"
+"#,
+        );
+        assert_eq!(
+            rules.write_to("big", "cpu"),
+            WriteTo {
+                owner: K8S,
+                also: Some(MAIN)
+            }
+        );
+        assert_eq!(rules.read_cluster_for("big", "cpu"), MAIN);
+        assert_eq!(
+            rules.write_to("big", "mem"),
+            WriteTo {
+                owner: K8S,
+                also: None
+            }
+        );
+        assert_eq!(rules.read_cluster_for("big", "mem"), K8S);
+        assert_eq!(rules.read_cluster_for("big", "disk"), K8S);
+        assert!(rules.needs_measurement("big"));
+        assert!(!rules.needs_measurement("other"));
+        assert_eq!(rules.clusters_for_db("big"), [MAIN, K8S, EAST]);
+        let db = rules.for_db("big");
+        assert_eq!(db.write_to("cpu"), rules.write_to("big", "cpu"));
+        assert_eq!(db.read_cluster_for("cpu"), MAIN);
+        assert_eq!(db.read_cluster_for("mem"), K8S);
+        // merged reads keep each moved measurement's series from one cluster
+        assert!(rules.series_belongs("big", MAIN, "cpu"));
+        assert!(!rules.series_belongs("big", K8S, "cpu"));
+        assert!(rules.series_belongs("big", K8S, "mem"));
+        assert!(!rules.series_belongs("big", EAST, "mem"));
+        assert!(rules.series_belongs("big", EAST, "disk"));
+        assert_eq!(rules.move_clusters("big", "mem"), Some((EAST, K8S)));
+        assert_eq!(rules.move_clusters("big", "disk"), None);
+    }
+
+    #[test]
+    fn moves_are_checked_like_routes() {
+        let text = format!(
+            "{CLUSTERS}[[move]]\nfrom = \"main\"\nto = \"main\"\nstate = \"half\"\n\
+             [[move]]\ndatabase = \"d\"\nfrom = \"nowhere\"\nto = \"k8s\"\nspeed = 1\n"
+        );
+        let error = Config::from_toml_str(&text, "t.toml").unwrap_err();
+        let keys: Vec<&str> = error.problems().iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "move[0].database",
+            "move[0].state",
+            "move[0].to",
+            "move[1].from",
+            "move[1].speed",
+        ] {
+            assert!(keys.contains(&key), "{key} not in {keys:?}");
+        }
     }
 
     #[test]

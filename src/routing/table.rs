@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::config::{ClusterConfig, Config, FsyncPolicy, NodeConfig, NodeMode, OnFull};
+use crate::config::{ClusterConfig, Config, FsyncPolicy, MoveConfig, NodeConfig, NodeMode, OnFull};
 use crate::monitor::Monitor;
 use crate::node::client::{Clients, ClusterClients};
 use crate::node::Node;
@@ -21,7 +21,7 @@ use crate::queue::memfs::MemFs;
 use crate::queue::{Queue, QueueConfig, QueueError};
 use crate::tls::TlsError;
 
-use super::rules::{DbRules, Rules};
+use super::rules::{DbRules, Rules, WriteTo};
 
 /// One cluster: a name and its nodes, in config order.
 #[derive(Debug)]
@@ -111,6 +111,8 @@ pub struct RoutingTable {
     default_cluster: usize,
     clusters: Vec<Cluster>,
     rules: Rules,
+    /// The `[[move]]`s as configured, for `/status`.
+    moves: Vec<MoveConfig>,
     clients: Clients,
 }
 
@@ -178,7 +180,8 @@ impl RoutingTable {
             .position(|c| c.name == config.routing.default_cluster)
             .unwrap_or(0);
         let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
-        let rules = Rules::compile(&config.routes, &names, default_cluster);
+        let rules = Rules::compile(&config.routes, &names, default_cluster)
+            .with_moves(&config.moves, &names);
         let source = TableSource {
             description: source.to_string(),
             loaded_at: SystemTime::now(),
@@ -190,6 +193,7 @@ impl RoutingTable {
             default_cluster,
             clusters,
             rules,
+            moves: config.moves.clone(),
             clients,
         })
     }
@@ -198,8 +202,8 @@ impl RoutingTable {
     /// text: two configs with the same fingerprint route the same way.
     pub fn fingerprint(config: &Config) -> String {
         format!(
-            "{:?}|{:?}|{:?}",
-            config.routing.default_cluster, config.clusters, config.routes
+            "{:?}|{:?}|{:?}|{:?}",
+            config.routing.default_cluster, config.clusters, config.routes, config.moves
         )
     }
 
@@ -267,6 +271,34 @@ impl RoutingTable {
     /// without matching the database again for each.
     pub fn rules_for_db(&self, db: &str) -> DbRules<'_> {
         self.rules.for_db(db)
+    }
+
+    /// Where writes of `measurement` in `db` go: its owner, and the
+    /// cluster it moves from while a `[[move]]` of it is being copied.
+    pub fn write_to(&self, db: &str, measurement: &str) -> WriteTo {
+        self.rules.write_to(db, measurement)
+    }
+
+    /// The cluster answering reads of `measurement` in `db` (the one it
+    /// moves from while it is being copied, else its owner).
+    pub fn read_cluster_for(&self, db: &str, measurement: &str) -> usize {
+        self.rules.read_cluster_for(db, measurement)
+    }
+
+    /// The clusters (from, to) of a `[[move]]` of `measurement` in `db`.
+    pub fn move_clusters(&self, db: &str, measurement: &str) -> Option<(usize, usize)> {
+        self.rules.move_clusters(db, measurement)
+    }
+
+    /// Whether a series of `measurement` that `cluster` sent belongs in a
+    /// read of `db` merged across clusters (see [`Rules::series_belongs`]).
+    pub fn series_belongs(&self, db: &str, cluster: usize, measurement: &str) -> bool {
+        self.rules.series_belongs(db, cluster, measurement)
+    }
+
+    /// The `[[move]]`s in force, as configured.
+    pub fn moves(&self) -> &[MoveConfig] {
+        &self.moves
     }
 
     /// Every node of every cluster.

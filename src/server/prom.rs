@@ -203,18 +203,20 @@ fn check_and_split_now(
         return Ok(vec![(home, body)]);
     }
     let rules = table.rules_for_db(db);
-    let cluster_of = |name: &[u8]| rules.cluster_for(&measurement_of(name));
+    let cluster_of = |name: &[u8]| rules.write_to(&measurement_of(name));
     let mut batches = prom::write::split(&decoded, cluster_of).map_err(write_error)?;
     Ok(match batches.len() {
         0 => vec![(home, body)],
-        1 => vec![(batches.remove(0).0, body)],
-        _ => batches
-            .into_iter()
-            .map(|(cluster, part)| {
-                let part = Bytes::from(prom::snappy::compress(&part));
-                (cluster, Payload::from(part))
-            })
-            .collect(),
+        1 => crate::routing::per_cluster(vec![(batches.remove(0).0, body)]),
+        _ => crate::routing::per_cluster(
+            batches
+                .into_iter()
+                .map(|(to, part)| {
+                    let part = Bytes::from(prom::snappy::compress(&part));
+                    (to, Payload::from(part))
+                })
+                .collect(),
+        ),
     })
 }
 
@@ -356,7 +358,7 @@ fn read_clusters(
     let mut clusters = BTreeSet::new();
     prom::read::for_each_query(&decoded, |name| match name {
         Some(name) => {
-            clusters.insert(rules.cluster_for(&measurement_of(name)));
+            clusters.insert(rules.read_cluster_for(&measurement_of(name)));
         }
         None => clusters.extend(everywhere.iter().copied()),
     })

@@ -24,7 +24,6 @@ use super::{ResponseBody, Shared};
 use crate::monitor::Endpoint;
 use crate::payload::Payload;
 use crate::protocol::influxql::{self, Statement, StatementKind};
-use crate::routing::Cluster;
 
 /// Handles one `/query` request.
 pub async fn handle(
@@ -132,9 +131,6 @@ async fn read(
             read_one(table.cluster_for(&params.db), &forward).await?,
         )),
         [one] => Ok(relay(read_one(&table.clusters()[*one], &forward).await?)),
-        several => {
-            let clusters: Vec<&Cluster> = several.iter().map(|i| &table.clusters()[*i]).collect();
-            super::spread::read_across(&clusters, q, &forward).await
-        }
+        several => super::spread::read_across(&table, several, &params.db, q, &forward).await,
     }
 }

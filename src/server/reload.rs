@@ -139,6 +139,7 @@ fn apply_text(shared: &Arc<Shared>, text: &str, origin: &str, document: bool) ->
     }
     routing.clusters = candidate.clusters;
     routing.routes = candidate.routes;
+    routing.moves = candidate.moves;
     keep_discovered_nodes(&running, &mut routing);
     publish(shared, &mut running, routing, origin)
 }

@@ -6,6 +6,10 @@
 //! can be applied again after the merge, as one un-chunked JSON request. The
 //! merged answer is one JSON document (also when the client asked for
 //! `chunked=true`: a one-chunk stream).
+//!
+//! While a measurement is being moved (`[[move]]`), both clusters of the
+//! move may send its series; only the one that answers for it now is kept
+//! ([`RoutingTable::series_belongs`]), so nothing is counted twice.
 
 use std::sync::Arc;
 
@@ -18,9 +22,9 @@ use super::error::ApiError;
 use super::forward::{read_one, Forward};
 use super::{full, ResponseBody};
 use crate::payload::Payload;
-use crate::protocol::merge::{merge_answers, plans, rewrite_for_fanout};
+use crate::protocol::merge::{merge, plans, rewrite_for_fanout, Answer, MergeKind};
 use crate::protocol::{influxql, response};
-use crate::routing::Cluster;
+use crate::routing::RoutingTable;
 
 /// Largest answer one cluster may give to a read that is merged.
 const MAX_PART: usize = 256 << 20;
@@ -28,15 +32,20 @@ const MAX_PART: usize = 256 << 20;
 /// Parameters the router sets itself on the requests it fans out.
 const REPLACED: [&str; 3] = ["q", "chunked", "chunk_size"];
 
-/// Asks one node in each of `clusters` and merges the answers.
+/// Asks one node in each of the `clusters` (indexes into `table`) and
+/// merges the answers to `q` on database `db`.
 pub(super) async fn read_across(
-    clusters: &[&Cluster],
+    table: &RoutingTable,
+    clusters: &[usize],
+    db: &str,
     q: &str,
     forward: &Forward,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let fanned = Arc::new(fan_out_request(forward, q));
+    let plans = plans(q);
     let mut parts = Vec::with_capacity(clusters.len());
-    for cluster in clusters {
+    for &index in clusters {
+        let cluster = &table.clusters()[index];
         let response = read_one(cluster, &fanned).await?;
         let status = response.status();
         let body = http_body_util::Limited::new(response.into_body(), MAX_PART)
@@ -52,11 +61,27 @@ pub(super) async fn read_across(
         if !status.is_success() {
             return Ok(plain(status, body));
         }
-        parts.push((cluster.name.clone(), body));
+        let mut answer =
+            Answer::parse(&cluster.name, &body).map_err(|e| ApiError::BadGateway(e.to_string()))?;
+        if table.rules().has_moves() {
+            for (position, result) in answer.results.iter_mut().enumerate() {
+                let id = result.statement_id.unwrap_or(position as u64) as usize;
+                if plans.get(id).map_or(true, |p| p.kind == MergeKind::Series) {
+                    result
+                        .series
+                        .retain(|s| table.series_belongs(db, index, &s.name));
+                }
+            }
+        }
+        parts.push(answer);
     }
-    let merged =
-        merge_answers(&parts, &plans(q)).map_err(|e| ApiError::BadGateway(e.to_string()))?;
-    Ok(plain(StatusCode::OK, Bytes::from(merged)))
+    if parts.is_empty() {
+        return Err(ApiError::BadGateway("no answers to merge".into()));
+    }
+    Ok(plain(
+        StatusCode::OK,
+        Bytes::from(merge(parts, &plans).to_json()),
+    ))
 }
 
 fn plain(status: StatusCode, body: Bytes) -> Response<ResponseBody> {

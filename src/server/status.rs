@@ -128,6 +128,11 @@ pub fn status(shared: &Arc<Shared>) -> Response<ResponseBody> {
             "source": table.source().description,
             "loaded_at": unix_seconds(table.source().loaded_at),
             "default_cluster": table.default_cluster().name,
+            "moves": table.moves().iter().map(|m| json!({
+                "database": m.database.as_str(),
+                "measurement": m.measurement.as_ref().map(|g| g.as_str()),
+                "from": m.from, "to": m.to, "state": m.state.as_str(),
+            })).collect::<Vec<_>>(),
             "swaps": reloads.swaps,
             "notices_subscribed": reloads.notices_subscribed,
             "refused": reloads.refused,

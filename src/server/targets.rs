@@ -5,6 +5,10 @@
 //! them for `SHOW DATABASES`). Admin statements go to the same clusters,
 //! except those about databases, users and privileges, which every cluster
 //! must know. An empty answer means: the database's one cluster.
+//!
+//! A measurement being moved (`[[move]]`) is read from the cluster that
+//! holds all of it; statements that change it reach both clusters of the
+//! move.
 
 use std::collections::BTreeSet;
 
@@ -22,7 +26,7 @@ pub fn read_clusters(table: &RoutingTable, db: &str, statements: &[Statement<'_>
         if show_kind(statement.text) == Some(ShowKind::Databases) {
             clusters.extend(0..table.clusters().len());
         } else {
-            add_owners(table, db, statement.text, &mut clusters);
+            add_owners(table, db, statement.text, Purpose::Read, &mut clusters);
         }
     }
     clusters.into_iter().collect()
@@ -39,9 +43,16 @@ pub fn admin_clusters(table: &RoutingTable, db: &str, statements: &[Statement<'_
         if about_every_cluster(statement.text) {
             return everywhere;
         }
-        add_owners(table, db, statement.text, &mut clusters);
+        add_owners(table, db, statement.text, Purpose::Change, &mut clusters);
     }
     clusters.into_iter().collect()
+}
+
+/// Why [`add_owners`] is asked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Read,
+    Change,
 }
 
 /// Databases, users and privileges exist on every cluster.
@@ -56,7 +67,13 @@ fn about_every_cluster(statement: &str) -> bool {
 
 /// Adds the clusters owning what `statement` names in `FROM`, or every
 /// cluster that may hold its database when it names nothing or a regex.
-fn add_owners(table: &RoutingTable, db: &str, statement: &str, clusters: &mut BTreeSet<usize>) {
+fn add_owners(
+    table: &RoutingTable,
+    db: &str,
+    statement: &str,
+    purpose: Purpose,
+    clusters: &mut BTreeSet<usize>,
+) {
     let found = sources(statement);
     let db = found.on.as_deref().unwrap_or(db);
     if found.from.is_empty() {
@@ -65,8 +82,14 @@ fn add_owners(table: &RoutingTable, db: &str, statement: &str, clusters: &mut BT
     for source in &found.from {
         let db = source.db.as_deref().unwrap_or(db);
         match &source.measurement {
+            MeasurementRef::Name(name) if purpose == Purpose::Read => {
+                clusters.insert(table.read_cluster_for(db, name));
+            }
             MeasurementRef::Name(name) => {
                 clusters.insert(table.cluster_index_for(db, name));
+                if let Some((from, to)) = table.move_clusters(db, name) {
+                    clusters.extend([from, to]);
+                }
             }
             MeasurementRef::Regex(_) => clusters.extend(table.clusters_for_db(db)),
         }

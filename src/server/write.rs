@@ -326,7 +326,7 @@ async fn split(
     max_size: u64,
 ) -> Result<(Payload, Vec<(usize, Payload)>), ApiError> {
     let rules = table.rules_for_db(db);
-    let cluster_of = |measurement: &[u8]| rules.cluster_for(&String::from_utf8_lossy(measurement));
+    let cluster_of = |measurement: &[u8]| rules.write_to(&String::from_utf8_lossy(measurement));
     let body = match gzip {
         true => Payload::from(body::inflate(payload, max_size).await?),
         false => payload.clone(),
@@ -339,7 +339,7 @@ async fn split(
         // cluster gets the body to say which
         return Ok((body.clone(), vec![(table.cluster_index_for_db(db), body)]));
     }
-    Ok((body, batches))
+    Ok((body, crate::routing::per_cluster(batches)))
 }
 
 mod quoted;

@@ -103,16 +103,17 @@ fn at_series(index: u64, e: WireError) -> WriteError {
 }
 
 /// Splits a `WriteRequest` (after [`scan`] would accept it) into one
-/// request per cluster that `cluster_of` gives a measurement: each made of
-/// the series of that cluster, byte for byte, in their order. Fields other
-/// than `timeseries` (metadata, which InfluxDB ignores) are left out.
-/// Clusters come in the order their first series came.
-pub fn split(
+/// request per key (a cluster, or where a measurement's writes go) that
+/// `cluster_of` gives a measurement: each made of the series of that key,
+/// byte for byte, in their order. Fields other than `timeseries`
+/// (metadata, which InfluxDB ignores) are left out. Keys come in the order
+/// their first series came.
+pub fn split<K: Copy + Eq>(
     buf: &[u8],
-    mut cluster_of: impl FnMut(&[u8]) -> usize,
-) -> Result<Vec<(usize, Vec<u8>)>, WriteError> {
-    let mut batches: Vec<(usize, Vec<u8>)> = Vec::new();
-    let mut last: Option<(Vec<u8>, usize)> = None;
+    mut cluster_of: impl FnMut(&[u8]) -> K,
+) -> Result<Vec<(K, Vec<u8>)>, WriteError> {
+    let mut batches: Vec<(K, Vec<u8>)> = Vec::new();
+    let mut last: Option<(Vec<u8>, K)> = None;
     scan(buf, |measurement, field| {
         let cluster = match &last {
             Some((name, cluster)) if name == measurement => *cluster,
