@@ -76,6 +76,8 @@ enum AdminCommand {
     Restore(control::restore::RestoreArgs),
     /// Create a database on every node of a cluster (through a router)
     CreateDatabase(control::create_database::CreateDatabaseArgs),
+    /// Move a database's measurements to the clusters that own them now, reads intact
+    Rebalance(control::rebalance::RebalanceArgs),
     /// Put a job on the job queue and print its id (--wait: follow it to its end)
     Enqueue(control::jobs::commands::EnqueueArgs),
     /// List jobs, show one, or cancel one (`jobs cancel ID`)
@@ -91,12 +93,16 @@ enum RoutesCommand {
         #[command(flatten)]
         target: RoutesTarget,
     },
-    /// Validate FILE, store it as a new version and notify the routers
+    /// Validate FILE, store it as a new version and notify the routers; the
+    /// moves the change implies for data the clusters hold are recorded in it
     Push {
         /// Configuration (or just its routing part) holding the new table
         file: PathBuf,
         #[command(flatten)]
         target: RoutesTarget,
+        /// Store FILE as it is, without looking for data the change would move
+        #[arg(long)]
+        skip_moves: bool,
     },
 }
 
@@ -207,6 +213,14 @@ fn admin(loaded: &LoadedConfig, command: AdminCommand) -> ExitCode {
                 Ok(())
             })
         }
+        AdminCommand::Rebalance(args) => run_control(
+            control::rebalance::run(config, &args, Display::Auto, None),
+            |report| {
+                print!("{}", report.instructions);
+                println!("{}", report.summary);
+                Ok(())
+            },
+        ),
         AdminCommand::Enqueue(args) => run_control(
             async {
                 let (id, wait) = control::jobs::commands::enqueue(config, &args).await?;
@@ -291,8 +305,12 @@ fn routes(loaded: &LoadedConfig, command: RoutesCommand) -> ExitCode {
         RoutesCommand::Show { target } => runtime
             .block_on(routes::show(config, &target.into()))
             .map(|text| print!("{text}")),
-        RoutesCommand::Push { file, target } => runtime
-            .block_on(routes::push(config, &target.into(), &file))
+        RoutesCommand::Push {
+            file,
+            target,
+            skip_moves,
+        } => runtime
+            .block_on(routes::push(config, &target.into(), &file, !skip_moves))
             .map(|pushed| {
                 println!("{}", pushed.summary);
                 if let Some(warning) = pushed.warning {

@@ -112,17 +112,23 @@ pub async fn resolve(
     };
     Ok(chosen
         .into_iter()
-        .map(|node| Endpoint {
-            label: format!("{}/{}", cluster.name, node.name),
-            base: node.url.to_string().trim_end_matches('/').to_string(),
-            user: cluster.username.clone(),
-            password: cluster.password.as_ref().map(|p| p.expose().to_string()),
-        })
+        .map(|node| node_endpoint(cluster, node))
         .collect())
 }
 
-/// The configuration holding the routing table in force.
-async fn routing_table(config: &Config) -> Result<Config, ControlError> {
+/// A node of `cluster` as an endpoint, with the cluster's credentials.
+pub fn node_endpoint(cluster: &ClusterConfig, node: &NodeConfig) -> Endpoint {
+    Endpoint {
+        label: format!("{}/{}", cluster.name, node.name),
+        base: node.url.to_string().trim_end_matches('/').to_string(),
+        user: cluster.username.clone(),
+        password: cluster.password.as_ref().map(|p| p.expose().to_string()),
+    }
+}
+
+/// The configuration holding the routing table in force: the Redis
+/// document with `source = "redis"`, else `config` itself.
+pub async fn routing_table(config: &Config) -> Result<Config, ControlError> {
     if config.routing.source != RoutingSource::Redis {
         return Ok(config.clone());
     }
@@ -149,7 +155,7 @@ async fn routing_table(config: &Config) -> Result<Config, ControlError> {
 }
 
 /// A cluster's nodes: the configured ones, or those its SRV records name now.
-async fn cluster_nodes(
+pub async fn cluster_nodes(
     cluster: &ClusterConfig,
     table: &Config,
 ) -> Result<Vec<NodeConfig>, ControlError> {

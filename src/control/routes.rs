@@ -3,9 +3,18 @@
 //! file as a routing table, stores it as the next version in one Redis
 //! transaction and publishes the version on the RabbitMQ fanout exchange;
 //! `show` prints the stored version and document.
+//!
+//! A routing change must never hide history: before storing, `push` looks
+//! at what the clusters hold now and appends to the document a `[[move]]`
+//! for each measurement that would live on a cluster the new rules no
+//! longer give it to (keeping the state the stored document had for it), so
+//! the old owner stays its read source until `admin rebalance` has moved
+//! it. A cluster that the new table drops while it still holds data is
+//! refused. `--skip-moves` stores the file as it is.
 
 use std::path::Path;
 
+use super::moves::{self, Move};
 use super::ControlError;
 use crate::config::Config;
 use crate::routing::source::redis as store;
@@ -73,18 +82,51 @@ pub struct Pushed {
     pub warning: Option<String>,
 }
 
-/// Validates `file` and stores it as the next version.
-pub async fn push(config: &Config, target: &Target, file: &Path) -> Result<Pushed, ControlError> {
+/// Validates `file` and stores it as the next version, with the moves it
+/// implies when `with_moves`.
+pub async fn push(
+    config: &Config,
+    target: &Target,
+    file: &Path,
+    with_moves: bool,
+) -> Result<Pushed, ControlError> {
     let at = target.resolve(config);
-    let text = std::fs::read_to_string(file)
+    let mut text = std::fs::read_to_string(file)
         .map_err(|e| ControlError::Failed(format!("cannot read {}: {e}", file.display())))?;
     let origin = file.display().to_string();
+    let mut recorded = 0;
+    if with_moves {
+        let new = store::validate(&text, &origin).map_err(|errors| {
+            ControlError::Failed(store::RoutesError::Invalid(errors).to_string())
+        })?;
+        let previous = match store::show(&at.redis, &at.prefix).await {
+            Ok(Some((version, document))) => {
+                store::validate(&document, &format!("stored version {version}")).ok()
+            }
+            Ok(None) => None,
+            Err(e) => return Err(ControlError::Failed(e.to_string())),
+        };
+        let implied = implied_moves(&new, previous.as_ref()).await?;
+        if let Some(with) = moves::add(&text, &new, &implied, previous.as_ref()) {
+            recorded = implied
+                .iter()
+                .filter(|m| !new.moves.iter().any(|e| m.is(e)))
+                .count();
+            text = with;
+        }
+    }
     let pushed = store::push(&at.redis, &at.amqp, &at.prefix, &text, &origin)
         .await
         .map_err(|e| ControlError::Failed(e.to_string()))?;
+    let moves_note = match recorded {
+        0 => String::new(),
+        n => format!(
+            "; recorded {n} move(s) of data still held by its old cluster (run `admin rebalance`)"
+        ),
+    };
     Ok(Pushed {
         summary: format!(
-            "pushed {} as version {} to {}",
+            "pushed {} as version {} to {}{moves_note}",
             file.display(),
             pushed.version,
             store::document_key(&at.prefix)
@@ -93,4 +135,37 @@ pub async fn push(config: &Config, target: &Target, file: &Path) -> Result<Pushe
             format!("the change notice was not published ({e}); routers pick the change up at their next poll")
         }),
     })
+}
+
+/// The moves `new` implies for what the clusters hold now. The clusters
+/// `previous` (the stored table) has are read; a cluster only `new` has is
+/// new and holds nothing yet. A cluster `new` drops that still holds data
+/// is an error.
+async fn implied_moves(new: &Config, previous: Option<&Config>) -> Result<Vec<Move>, ControlError> {
+    let Some(previous) = previous else {
+        return moves::plan(new, &[], None).await;
+    };
+    for cluster in &previous.clusters {
+        if new.clusters.iter().any(|c| c.name == cluster.name) {
+            continue;
+        }
+        let held = moves::holdings(previous, cluster, &[], None).await?;
+        if let Some((db, measurements)) = held.databases.first() {
+            return Err(ControlError::Failed(format!(
+                "the new table drops cluster {:?}, which still holds data (database {db:?}: {}); \
+                 keep it in the table until `admin rebalance` has moved its data",
+                cluster.name,
+                measurements.join(", ")
+            )));
+        }
+    }
+    let mut known = new.clone();
+    known
+        .clusters
+        .retain(|c| previous.clusters.iter().any(|p| p.name == c.name));
+    let mut implied = Vec::new();
+    for cluster in &known.clusters {
+        implied.extend(moves::plan_cluster(new, cluster, &[], None).await?);
+    }
+    Ok(implied)
 }

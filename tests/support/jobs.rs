@@ -60,6 +60,8 @@ pub struct Settings {
     pub max_attempts: u32,
     pub redis_url: String,
     pub amqp_url: String,
+    /// More `[routing]` lines (like `source = "redis"`).
+    pub routing: String,
 }
 
 impl Default for Settings {
@@ -69,6 +71,7 @@ impl Default for Settings {
             max_attempts: 3,
             redis_url: REDIS.into(),
             amqp_url: AMQP.into(),
+            routing: String::new(),
         }
     }
 }
@@ -87,8 +90,8 @@ impl JobQueue {
             .as_nanos();
         let prefix = format!("jobs-test-{}-{nanos}", std::process::id());
         let routing = format!(
-            "redis_url = {:?}\namqp_url = {:?}\nkey_prefix = {prefix:?}\n",
-            settings.redis_url, settings.amqp_url
+            "redis_url = {:?}\namqp_url = {:?}\nkey_prefix = {prefix:?}\n{}",
+            settings.redis_url, settings.amqp_url, settings.routing
         );
         let control = format!(
             "\n[control]\njob_lock_ttl = {:?}\nmax_attempts = {}\n",

@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::control::endpoint::{self, Allow};
 use crate::control::progress::{Display, Meter};
 use crate::control::ControlError;
-use crate::control::{backfill, backup, create_database, restore, sync_schema, verify};
+use crate::control::{backfill, backup, create_database, rebalance, restore, sync_schema, verify};
 
 /// How often a running job's record and locks are refreshed.
 const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -285,6 +285,13 @@ async fn lock_targets(config: &Config, command: &JobCommand) -> Result<Vec<Strin
         JobCommand::CreateDatabase(a) => {
             let nodes = create_database::targets(config, a).await?;
             return Ok(nodes.into_iter().map(|n| n.base).collect());
+        }
+        // its moves are known only once it looks: one rebalance per database at a time
+        JobCommand::Rebalance(a) => {
+            return Ok(vec![format!(
+                "rebalance/{}",
+                a.db.as_deref().unwrap_or_default()
+            )])
         }
         JobCommand::Verify(_) | JobCommand::Backup(_) => None,
     };
@@ -570,6 +577,11 @@ async fn execute(
         }
         JobCommand::CreateDatabase(args) => {
             create_database::run(config, args).await.map(|r| r.summary)
+        }
+        JobCommand::Rebalance(args) => {
+            let mut ledger = store.ledger(id)?;
+            let report = rebalance::run(config, args, display, Some(&mut ledger)).await?;
+            Ok(format!("{}{}", report.instructions, report.summary))
         }
     }
 }

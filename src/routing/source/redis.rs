@@ -35,6 +35,9 @@ use crate::config::Config;
 /// The cache file's name inside `buffer.dir`.
 pub const CACHE_FILE: &str = "routing-cache.toml";
 
+/// How often [`update`] tries again when another change came first.
+const UPDATE_TRIES: usize = 10;
+
 /// How long connecting to Redis or RabbitMQ may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -116,6 +119,100 @@ pub async fn push(
         .map_err(redis_error)?;
     let notice = publish_notice(amqp_url, prefix, version).await;
     Ok(Pushed { version, notice })
+}
+
+/// Changes the stored document: `edit` gets the document in force (and
+/// its version) and returns the next one, or `None` to leave it. The
+/// change is stored as the next version only if nobody stored another in
+/// the meantime (WATCH/MULTI; `edit` runs again on the newer one), and
+/// announced like a [`push`]. `Ok(None)` when `edit` left it unchanged.
+pub async fn update(
+    redis_url: &str,
+    amqp_url: &str,
+    prefix: &str,
+    origin: &str,
+    mut edit: impl FnMut(u64, &str) -> Result<Option<String>, String>,
+) -> Result<Option<Pushed>, RoutesError> {
+    let fail = |message: String| RoutesError::Redis {
+        url: redis_url.to_string(),
+        message,
+    };
+    let client = redis::Client::open(redis_url).map_err(|e| fail(e.to_string()))?;
+    // a connection of its own: WATCH belongs to the connection
+    let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+        .await
+        .map_err(|_| fail("connection timed out".into()))?
+        .map_err(|e| fail(e.to_string()))?;
+    for _ in 0..UPDATE_TRIES {
+        let _: () = redis::cmd("WATCH")
+            .arg(document_key(prefix))
+            .arg(version_key(prefix))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let (version, document): (Option<String>, Option<String>) = redis::pipe()
+            .get(version_key(prefix))
+            .get(document_key(prefix))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let (Some(version), Some(document)) = (version, document) else {
+            let _: () = redis::cmd("UNWATCH")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or(());
+            return Err(fail(format!(
+                "no routing document at {}; push one with `admin routes push`",
+                document_key(prefix)
+            )));
+        };
+        let version: u64 = version.trim().parse().map_err(|_| {
+            fail(format!(
+                "{}: expected an integer, got {version:?}",
+                version_key(prefix)
+            ))
+        })?;
+        let next = match edit(version, &document) {
+            Ok(Some(next)) => next,
+            Ok(None) => {
+                let _: () = redis::cmd("UNWATCH")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or(());
+                return Ok(None);
+            }
+            Err(message) => {
+                let _: () = redis::cmd("UNWATCH")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or(());
+                return Err(RoutesError::Invalid(vec![message]));
+            }
+        };
+        if let Err(problems) = validate(&next, origin) {
+            let _: () = redis::cmd("UNWATCH")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or(());
+            return Err(RoutesError::Invalid(problems));
+        }
+        let stored: Option<(u64,)> = redis::pipe()
+            .atomic()
+            .set(document_key(prefix), &next)
+            .ignore()
+            .incr(version_key(prefix), 1)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if let Some((version,)) = stored {
+            let notice = publish_notice(amqp_url, prefix, version).await;
+            return Ok(Some(Pushed { version, notice }));
+        }
+        // someone stored another version meanwhile: edit that one
+    }
+    Err(fail(format!(
+        "the routing document kept changing; gave up after {UPDATE_TRIES} tries"
+    )))
 }
 
 /// The stored version and document, if any.
