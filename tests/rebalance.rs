@@ -118,16 +118,7 @@ impl Fleet {
     async fn held(&self) -> Vec<Vec<String>> {
         let mut out = Vec::new();
         for node in &self.nodes {
-            let answer = node.query("SHOW MEASUREMENTS", Some(DB)).await;
-            let names = answer["results"][0]["series"][0]["values"]
-                .as_array()
-                .map(|rows| {
-                    rows.iter()
-                        .filter_map(|r| r[0].as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.push(names);
+            out.push(fleet_measurements(node).await);
         }
         out
     }
@@ -423,4 +414,108 @@ async fn a_rebalance_job_whose_worker_is_killed_resumes_to_the_same_end() {
     assert_eq!(job.workers().len(), 2, "{job:#?}");
     assert!(fleet.queue.pieces(&id) >= pieces_at_kill);
     assert_eq!(assert_moved(&fleet, points as u64).await, recorded);
+}
+
+#[tokio::test]
+async fn with_a_routing_file_rebalance_plans_then_copies_then_deletes_step_by_step() {
+    let nodes: Vec<Influxd> = (0..3).map(|_| Influxd::start()).collect();
+    // everything was written to a; the file now shards big over a, b and c
+    nodes[0].create_database(DB).await;
+    for i in 0..MEASUREMENTS {
+        let m = name(i);
+        let body: String = (0..50)
+            .map(|p| {
+                format!(
+                    "{m} v={p}i {}\n",
+                    1_600_000_000_000_000_000u64 + p * 1_000_000_000
+                )
+            })
+            .collect();
+        nodes[0].write(DB, &body).await;
+    }
+    let clusters: Vec<Cluster> = ["a", "b", "c"]
+        .iter()
+        .zip(&nodes)
+        .map(|(n, node)| Cluster::new(n).node(&format!("{n}1"), &node.url(), "read-write"))
+        .collect();
+    let route = format!("\n[[route]]\ndatabase = \"{DB}\"\nshard = [\"a\", \"b\", \"c\"]\n");
+    let admin = support::admin::Admin::with_clusters_and(&clusters, "", &route);
+    let config = admin.path("router.toml");
+
+    let plan = admin.run(&["rebalance", "--plan", "--db", DB]).await;
+    plan.expect(0);
+    let blocks = plan.stdout.matches("[[move]]").count();
+    assert!(blocks > 0 && blocks < MEASUREMENTS, "{}", plan.output());
+    assert!(plan.stdout.contains("from = \"a\""), "{}", plan.output());
+
+    // without the moves in the file, nothing is copied
+    let refused = admin.run(&["rebalance", "--db", DB]).await;
+    refused.expect(1);
+    assert!(refused.stderr.contains("[[move]]"), "{}", refused.output());
+    assert!(nodes[1].databases().await.iter().all(|d| d != DB) || fleet_empty(&nodes[1..]).await);
+
+    let moves: String = plan
+        .stdout
+        .split("\n\n")
+        .filter(|b| b.contains("[[move]]"))
+        .map(|b| format!("{b}\n"))
+        .collect();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n{moves}")).unwrap();
+    let copied = admin.run(&["rebalance", "--db", DB]).await;
+    copied.expect(0);
+    assert!(
+        copied.stdout.contains("state = \"done\""),
+        "{}",
+        copied.output()
+    );
+    // copied, not yet deleted
+    assert_eq!(fleet_measurements(&nodes[0]).await.len(), MEASUREMENTS);
+
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("state = \"copying\"", "state = \"done\""),
+    )
+    .unwrap();
+    let deleted = admin.run(&["rebalance", "--db", DB]).await;
+    deleted.expect(0);
+    assert!(
+        deleted.stdout.contains("remove its [[move]]"),
+        "{}",
+        deleted.output()
+    );
+    let on_a = fleet_measurements(&nodes[0]).await;
+    let (on_b, on_c) = (
+        fleet_measurements(&nodes[1]).await,
+        fleet_measurements(&nodes[2]).await,
+    );
+    assert_eq!(
+        on_a.len() + on_b.len() + on_c.len(),
+        MEASUREMENTS,
+        "{on_a:?} {on_b:?} {on_c:?}"
+    );
+    assert_eq!(MEASUREMENTS - on_a.len(), blocks);
+}
+
+async fn fleet_measurements(node: &Influxd) -> Vec<String> {
+    let answer = node.query("SHOW MEASUREMENTS", Some(DB)).await;
+    answer["results"][0]["series"][0]["values"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| r[0].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether none of `nodes` holds a measurement of the database.
+async fn fleet_empty(nodes: &[Influxd]) -> bool {
+    for node in nodes {
+        if !fleet_measurements(node).await.is_empty() {
+            return false;
+        }
+    }
+    true
 }
