@@ -315,7 +315,11 @@ mod tests {
     fn a_router_that_does_not_answer_is_a_row_and_makes_the_report_incomplete() {
         let status = json!({
             "version": "0.1.0", "uptime_seconds": 65,
-            "routing": { "source": "file /etc/r.toml", "version": 3 },
+            "routing": { "source": "file /etc/r.toml", "version": 3,
+                         "moves": [{ "database": "big", "measurement": "cpu", "from": "main",
+                                     "to": "k8s", "state": "copying" },
+                                   { "database": "big", "measurement": null, "from": "k8s",
+                                     "to": "main", "state": "done" }] },
             "nodes": [{ "cluster": "main", "name": "a", "mode": "read-write", "health": "healthy",
                         "last_error": null,
                         "queue": { "bytes": 2048, "records": 2, "oldest_record_age_seconds": 3.5,
@@ -356,6 +360,12 @@ mod tests {
         );
         assert!(
             table.contains("router http://r2:5096: NOT ANSWERING: connection refused"),
+            "{table}"
+        );
+        assert!(
+            table.contains("moves:\nDATABASE  MEASUREMENT  FROM  TO    STATE")
+                && table.contains("big       cpu          main  k8s   copying")
+                && table.contains("big       *            k8s   main  done"),
             "{table}"
         );
         assert_eq!(report.json()["routers"][1]["error"], "connection refused");
