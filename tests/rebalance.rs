@@ -519,3 +519,55 @@ async fn fleet_empty(nodes: &[Influxd]) -> bool {
     }
     true
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_verify_that_stays_different_stops_the_rebalance_and_deletes_nothing() {
+    let fleet = Fleet::start().await;
+    load_history(&fleet, 100, 1).await;
+    std::fs::write(
+        fleet.queue.admin.path("v2.toml"),
+        document(&fleet.nodes, &["a", "b", "c"]),
+    )
+    .unwrap();
+    fleet
+        .queue
+        .run(&["routes", "push", "v2.toml"])
+        .await
+        .expect(0);
+    let document = fleet.document();
+    // a measurement that moves to c, from the recorded moves
+    let moved = document
+        .split("[[move]]")
+        .skip(1)
+        .find(|block| block.contains("to = \"c\""))
+        .and_then(|block| block.split("measurement = \"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("a move to c")
+        .to_string();
+    // c already has a point of it that the old owner never had
+    fleet.nodes[2].create_database(DB).await;
+    fleet.nodes[2]
+        .write(
+            DB,
+            &format!("{moved},host=stray v=999i 1500000000000000000\n"),
+        )
+        .await;
+
+    let run = fleet.queue.run(&["rebalance", "--db", DB]).await;
+    run.expect(1);
+    assert!(run.stderr.contains("DIFFERS"), "{}", run.output());
+    assert!(run.stderr.contains(&moved), "{}", run.output());
+    // nothing was deleted and reads still come from where the data was
+    let held = fleet.held().await;
+    assert!(
+        held[0].contains(&moved) || held[1].contains(&moved),
+        "{moved} was deleted from its old cluster: {held:?}"
+    );
+    let document = fleet.document();
+    assert!(
+        document.contains(&format!("measurement = \"{moved}\"")),
+        "{document}"
+    );
+    let counts = fleet.counts().await.unwrap();
+    assert_eq!(counts.get(&moved).copied(), Some(100));
+}
