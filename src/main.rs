@@ -76,6 +76,8 @@ enum AdminCommand {
     Restore(control::restore::RestoreArgs),
     /// Create a database on every node of a cluster (through a router)
     CreateDatabase(control::create_database::CreateDatabaseArgs),
+    /// Make a replica whole again (write-only, restore, copy, verify), then let it serve reads
+    RecoverNode(control::recover_node::RecoverNodeArgs),
     /// Put a job on the job queue and print its id (--wait: follow it to its end)
     Enqueue(control::jobs::commands::EnqueueArgs),
     /// List jobs, show one, or cancel one (`jobs cancel ID`)
@@ -207,6 +209,13 @@ fn admin(loaded: &LoadedConfig, command: AdminCommand) -> ExitCode {
                 Ok(())
             })
         }
+        AdminCommand::RecoverNode(args) => run_control(
+            control::recover_node::run(config, &args, Display::Auto, None),
+            |report| {
+                print!("{}", report.text());
+                report.outcome()
+            },
+        ),
         AdminCommand::Enqueue(args) => run_control(
             async {
                 let (id, wait) = control::jobs::commands::enqueue(config, &args).await?;

@@ -14,6 +14,8 @@
 //! * [`status`]: `admin status`, the state of one or more routers.
 //! * [`http`]: the HTTP client the commands share.
 //! * [`converge`]: copy, verify and repair, shared by rebalance and recover-node.
+//! * [`recover_node`]: `admin recover-node`, with [`overrides`] (writing node
+//!   mode overrides) and [`receipts`] (waiting until every router applied a change).
 
 pub mod answer;
 pub mod backfill;
@@ -27,8 +29,11 @@ pub mod jobs;
 pub mod ledger;
 pub mod lines;
 pub mod msgpack;
+pub mod overrides;
 pub mod pieces;
 pub mod progress;
+pub mod receipts;
+pub mod recover_node;
 pub mod restore;
 pub mod routes;
 pub mod schema;

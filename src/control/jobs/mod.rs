@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::backfill::BackfillArgs;
 use super::backup::BackupArgs;
 use super::create_database::CreateDatabaseArgs;
+use super::recover_node::RecoverNodeArgs;
 use super::restore::RestoreArgs;
 use super::sync_schema::SyncSchemaArgs;
 use super::verify::VerifyArgs;
@@ -40,16 +41,18 @@ pub enum JobCommand {
     Backup(BackupArgs),
     Restore(RestoreArgs),
     CreateDatabase(CreateDatabaseArgs),
+    RecoverNode(RecoverNodeArgs),
 }
 
 /// The kinds a job may be.
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
     "sync-schema",
     "backfill",
     "verify",
     "backup",
     "restore",
     "create-database",
+    "recover-node",
 ];
 
 impl JobCommand {

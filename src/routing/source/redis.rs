@@ -136,6 +136,12 @@ pub async fn show(redis_url: &str, prefix: &str) -> Result<Option<(u64, String)>
 
 /// Publishes `version` to the exchange of `prefix`.
 pub async fn publish_notice(amqp_url: &str, prefix: &str, version: u64) -> Result<(), RoutesError> {
+    publish_text(amqp_url, prefix, &version.to_string()).await
+}
+
+/// Publishes `body` to the exchange of `prefix` (a document version, or
+/// another notice such as `overrides:<version>`).
+pub async fn publish_text(amqp_url: &str, prefix: &str, body: &str) -> Result<(), RoutesError> {
     let fail = |message: String| RoutesError::Amqp {
         url: amqp_url.to_string(),
         message,
@@ -155,7 +161,7 @@ pub async fn publish_notice(amqp_url: &str, prefix: &str, version: u64) -> Resul
                 &exchange(prefix),
                 "",
                 BasicPublishOptions::default(),
-                version.to_string().as_bytes(),
+                body.as_bytes(),
                 BasicProperties::default(),
             )
             .await?
