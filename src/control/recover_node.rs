@@ -5,6 +5,10 @@
 //!    in force (`--from`, else the first read-write node of C, other than N
 //!    and without an override, that answers `/ping`). Overrides live in
 //!    Redis, so `[routing] redis_url` must reach it (else exit 2).
+//!    sync-schema from the source to N comes first: routers dead-letter a
+//!    write that a node refuses (a wiped node answers "database not
+//!    found"), so the databases must exist on N before T0, after which
+//!    nothing is copied.
 //! 2. N is made `write-only` by an override in Redis (an override that is
 //!    there already, say from `[control] auto_recover`, is kept, and its
 //!    `since_ns` is T0); then every live router's receipt must show it
@@ -14,7 +18,7 @@
 //! 3. With `--from-backup DIR`, the backup is restored into N
 //!    ([`super::restore::restore`]) and B is its time cover (the manifest's
 //!    range end, or the time it was taken when the range is open).
-//! 4. sync-schema from the source to N.
+//! 4. (sync-schema: done first, see 1.)
 //! 5. The live copy from the source: `[B, T0)` (with a backup; databases
 //!    the backup does not hold, and time before a backup's range start, are
 //!    copied whole up to T0), else all time before T0; then a comparison of
@@ -314,13 +318,46 @@ pub async fn run(
     let poll = config.routing.poll_interval;
     let timeout = receipts::default_timeout(poll);
 
+    // the schema first: from here on live writes find their databases on N
+    // (a router dead-letters a write a node refuses with 4xx, it does not
+    // retry it), and what N refused until now is older than T0, so copied
+    if ledger.done(step::SCHEMA).is_none() {
+        let synced = sync_schema::sync(
+            &source,
+            std::slice::from_ref(&node),
+            &[],
+            &Passwords::default(),
+            false,
+        )
+        .await?;
+        let skipped: Vec<String> = synced
+            .nodes
+            .iter()
+            .flat_map(|(_, plan)| plan.skipped.iter().cloned())
+            .collect();
+        ledger.record(
+            step::SCHEMA,
+            serde_json::json!({ "statements": synced.statements(), "skipped": skipped }),
+        )?;
+        report.steps.push(format!(
+            "sync-schema from {}: {} statement(s) run{}",
+            report.source,
+            synced.statements(),
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" (skipped: {})", skipped.join("; "))
+            }
+        ));
+    }
+
     // 2. write-only, and every router knows
     let t0 = write_only(&store, args, ledger, poll, timeout, &mut report).await?;
     report.since_ns = t0;
 
     // 3. the backup
-    let mut cover = None;
     if let (Some(dir), Some(manifest)) = (&args.from_backup, &manifest) {
+        let mut cover = None;
         if let Some(done) = ledger.done(step::RESTORE) {
             cover = done.get("cover_ns").and_then(|v| v.as_i64());
             report
@@ -359,37 +396,6 @@ pub async fn run(
         report.backup_cover_ns = Some(cover);
     }
 
-    // 4. the schema
-    if ledger.done(step::SCHEMA).is_none() {
-        let synced = sync_schema::sync(
-            &source,
-            std::slice::from_ref(&node),
-            &[],
-            &Passwords::default(),
-            false,
-        )
-        .await?;
-        let skipped: Vec<String> = synced
-            .nodes
-            .iter()
-            .flat_map(|(_, plan)| plan.skipped.iter().cloned())
-            .collect();
-        ledger.record(
-            step::SCHEMA,
-            serde_json::json!({ "statements": synced.statements(), "skipped": skipped }),
-        )?;
-        report.steps.push(format!(
-            "sync-schema from {}: {} statement(s) run{}",
-            report.source,
-            synced.statements(),
-            if skipped.is_empty() {
-                String::new()
-            } else {
-                format!(" (skipped: {})", skipped.join("; "))
-            }
-        ));
-    }
-
     // 5. the live copy, then verify and repair everything before T0
     let copies = match ledger.done(step::COPY) {
         Some(done) => {
@@ -409,7 +415,8 @@ pub async fn run(
             copies
         }
         None => {
-            let copies = plan_copies(&source, t0, manifest.as_ref(), cover).await?;
+            let copies =
+                plan_copies(&source, t0, manifest.as_ref(), report.backup_cover_ns).await?;
             let mut points = 0;
             for copy in &copies {
                 let selection = Selection {
