@@ -506,19 +506,32 @@ async fn a_verify_that_stays_different_leaves_the_override_and_a_rerun_resumes()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_redis_the_command_is_refused() {
-    let admin = Admin::with_clusters_and(
-        &[Cluster::new("main")
-            .node("n0", "http://127.0.0.1:9", "read-write")
-            .node("n1", "http://127.0.0.1:10", "read-write")],
-        "redis_url = \"redis://127.0.0.1:1/0\"\n",
-        "",
-    );
+    let cluster = Cluster::new("main")
+        .node("n0", "http://127.0.0.1:9", "read-write")
+        .node("n1", "http://127.0.0.1:10", "read-write");
+    // not configured: a usage error naming the setting
+    let admin = Admin::with_clusters(std::slice::from_ref(&cluster));
     let run = admin
         .run(&["recover-node", "--cluster", "main", "--node", "n1"])
         .await;
     run.expect(2);
     assert!(
         run.stderr.contains("[routing] redis_url"),
+        "{}",
+        run.output()
+    );
+    // configured but down: a failure
+    let admin = Admin::with_clusters_and(
+        std::slice::from_ref(&cluster),
+        "redis_url = \"redis://127.0.0.1:1/0\"\n",
+        "",
+    );
+    let run = admin
+        .run(&["recover-node", "--cluster", "main", "--node", "n1"])
+        .await;
+    run.expect(1);
+    assert!(
+        run.stderr.contains("redis://127.0.0.1:1/0"),
         "{}",
         run.output()
     );

@@ -16,8 +16,10 @@
 //! * [`converge`]: copy, verify and repair, shared by rebalance and recover-node.
 //! * [`recover_node`]: `admin recover-node`, with [`overrides`] (writing node
 //!   mode overrides) and [`receipts`] (waiting until every router applied a change).
+//! * [`auto_recover`]: claiming a new node and enqueueing its recover-node job.
 
 pub mod answer;
+pub mod auto_recover;
 pub mod backfill;
 pub mod backup;
 pub mod converge;

@@ -28,6 +28,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct OverrideStore {
     conn: MultiplexedConnection,
     pub redis_url: String,
+    /// Empty when `[routing] amqp_url` is not set (no notices then).
     pub amqp_url: String,
     pub prefix: String,
 }
@@ -46,19 +47,25 @@ pub struct Changed {
 }
 
 impl OverrideStore {
-    /// Connects to `[routing] redis_url`. Overrides live only there, so a
-    /// Redis that cannot be reached is a usage error naming the setting.
+    /// Connects to `[routing] redis_url`. Overrides live only there: a
+    /// configuration without it is a usage error naming the setting, a
+    /// Redis that cannot be reached a failure.
     pub async fn connect(config: &Config, command: &str) -> Result<OverrideStore, ControlError> {
         let routing = &config.routing;
-        let url = routing.redis_url.clone();
-        let usage = |why: String| {
-            ControlError::Usage(format!(
+        if !routing.redis_url_set {
+            return Err(ControlError::Usage(format!(
                 "{command} keeps the node's override in Redis, which every router reads: set \
                  [routing] redis_url (and amqp_url for the change notices) to the Redis of the \
-                 routers; {url}: {why}"
+                 routers"
+            )));
+        }
+        let url = routing.redis_url.clone();
+        let failed = |why: String| {
+            ControlError::Failed(format!(
+                "{command} keeps the node's override in Redis: [routing] redis_url {url}: {why}"
             ))
         };
-        let client = redis::Client::open(url.as_str()).map_err(|e| usage(e.to_string()))?;
+        let client = redis::Client::open(url.as_str()).map_err(|e| failed(e.to_string()))?;
         let settings = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(CONNECT_TIMEOUT)
             .set_response_timeout(COMMAND_TIMEOUT);
@@ -67,16 +74,20 @@ impl OverrideStore {
             client.get_multiplexed_async_connection_with_config(&settings),
         )
         .await
-        .map_err(|_| usage("no connection within 5 s".into()))?
-        .map_err(|e| usage(e.to_string()))?;
+        .map_err(|_| failed("no connection within 5 s".into()))?
+        .map_err(|e| failed(e.to_string()))?;
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await
-            .map_err(|e| usage(e.to_string()))?;
+            .map_err(|e| failed(e.to_string()))?;
         Ok(OverrideStore {
             conn,
             redis_url: url,
-            amqp_url: routing.amqp_url.clone(),
+            amqp_url: if routing.amqp_url_set {
+                routing.amqp_url.clone()
+            } else {
+                String::new()
+            },
             prefix: routing.key_prefix.clone(),
         })
     }
@@ -220,7 +231,13 @@ impl OverrideStore {
     /// Publishes `overrides:<version>`; a warning when it cannot.
     async fn notify(&self, version: u64) -> Option<String> {
         let body = names::notice(version);
-        match routing_store::publish_text(&self.amqp_url, &self.prefix, &body).await {
+        if self.amqp_url.is_empty() {
+            return Some(format!(
+                "no [routing] amqp_url: the notice {body} was not published; routers apply \
+                 the change at their next poll"
+            ));
+        }
+        match routing_store::publish_body(&self.amqp_url, &self.prefix, &body).await {
             Ok(()) => None,
             Err(e) => Some(format!(
                 "the notice {body} was not published ({e}); routers apply the change at their \
