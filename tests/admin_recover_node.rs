@@ -7,9 +7,12 @@
 //! fresh node and copies live only the time since the backup (the job's
 //! recorded ranges start at the backup's cover); a verify that stays
 //! different leaves the override and exits 1, and a second run resumes;
-//! without Redis the command is refused with exit 2.
+//! without `[routing] redis_url` the command is refused with exit 2 (1 when
+//! that Redis is down); through a real router that follows the overrides
+//! (merged from branch `overrides`), every read stays complete from the
+//! moment it applied the override until the node serves reads again.
 //!
-//! No router runs here: a stand-in thread plays one, reading the overrides
+//! Elsewhere a stand-in thread plays a router, reading the overrides
 //! and writing its receipt to `P:routers` as a router does.
 
 mod support;
@@ -535,4 +538,125 @@ async fn without_redis_the_command_is_refused() {
         "{}",
         run.output()
     );
+}
+
+/// `SELECT count(v) FROM live` through the router: the count, or why not.
+async fn count_through(client: &reqwest::Client, router: &str) -> Result<u64, String> {
+    let answer = client
+        .get(format!("{router}/query"))
+        .query(&[("db", DB), ("q", "SELECT count(\"v\") FROM \"live\"")])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = answer.status();
+    let text = answer.text().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("{status}: {text}"));
+    }
+    let doc: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+    doc.pointer("/results/0/series/0/values/0/1")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| format!("no count: {text}"))
+}
+
+/// A real router follows the override: from the moment it applied it
+/// until the node holds everything, every read through it is complete.
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_through_a_router_stay_complete_while_a_node_recovers() {
+    use support::router_process::{RouterProcess, BIND};
+    let nodes = start(2);
+    let (a, b) = (Server::of(&nodes[0]), Server::of(&nodes[1]));
+    dataset::load(&a).await;
+    dataset::load(&b).await;
+    let q = queue(&nodes);
+    let queues = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[server]\nbind = \"{BIND}\"\n[health]\ninterval = \"100ms\"\n[buffer]\ndir = {:?}\n\
+         [routing]\ndefault_cluster = \"main\"\nredis_url = \"{}\"\namqp_url = \"{}\"\n\
+         key_prefix = \"{}\"\npoll_interval = \"1s\"\n\
+         [[cluster]]\nname = \"main\"\nnodes = [\n  {{ name = \"n0\", url = \"{}\" }},\n  \
+         {{ name = \"n1\", url = \"{}\" }},\n]\n",
+        queues.path().display().to_string(),
+        support::jobs::REDIS,
+        support::jobs::AMQP,
+        q.prefix,
+        a.url,
+        b.url
+    );
+    let router = tokio::task::block_in_place(|| RouterProcess::start(&config));
+    let url = router.url();
+    let writer = Writer::start(
+        vec![a.url.clone(), b.url.clone()],
+        "live",
+        None,
+        Duration::from_millis(25),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wipe(&nodes[1]);
+
+    let command = {
+        let admin_args = ["recover-node", "--cluster", "main", "--node", "n1"];
+        let q = &q;
+        async move { q.run(&admin_args).await }
+    };
+    // reads start once the router applied the override (before that,
+    // nothing keeps it from the wiped node: that is the command's job)
+    let reader = async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let applied = support::wait_until(Duration::from_secs(30), || async {
+            override_of(&q, "n1").is_some()
+                && status_mode(&client, &url, "n1").await.as_deref() == Some("write-only")
+        })
+        .await;
+        assert!(applied, "the router never made n1 write-only");
+        let mut reads = 0u64;
+        let mut last = 0u64;
+        let mut after = 0u32;
+        loop {
+            let count = count_through(&client, &url)
+                .await
+                .unwrap_or_else(|e| panic!("read {reads} through the router failed: {e}"));
+            assert!(count >= last, "read {reads}: {count} points after {last}");
+            last = count;
+            reads += 1;
+            if override_of(&q, "n1").is_none() {
+                // and once it serves reads, it holds everything
+                after += 1;
+                if after > 40 {
+                    return reads;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let (run, reads) = tokio::join!(command, reader);
+    run.expect(0);
+    assert!(
+        run.stdout
+            .contains("receipts for overrides version 1: 1 router(s) acknowledged"),
+        "{}",
+        run.output()
+    );
+    assert!(reads > 40, "{reads}");
+    let written = writer.stop().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(&b, "live").await, written);
+    verify(&q, "main/n0", "main/n1").await.expect(0);
+}
+
+/// A node's `mode` in a router's `/status`.
+async fn status_mode(client: &reqwest::Client, router: &str, node: &str) -> Option<String> {
+    let doc: Value = client
+        .get(format!("{router}/status"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let nodes = doc.get("nodes")?.as_array()?;
+    let found = nodes
+        .iter()
+        .find(|n| n.get("name").and_then(Value::as_str) == Some(node))?;
+    found.get("mode")?.as_str().map(String::from)
 }
