@@ -78,6 +78,8 @@ enum AdminCommand {
     CreateDatabase(control::create_database::CreateDatabaseArgs),
     /// Move a database's measurements to the clusters that own them now, reads intact
     Rebalance(control::rebalance::RebalanceArgs),
+    /// Make a replica whole again (write-only, restore, copy, verify), then let it serve reads
+    RecoverNode(control::recover_node::RecoverNodeArgs),
     /// Put a job on the job queue and print its id (--wait: follow it to its end)
     Enqueue(control::jobs::commands::EnqueueArgs),
     /// List jobs, show one, or cancel one (`jobs cancel ID`)
@@ -219,6 +221,13 @@ fn admin(loaded: &LoadedConfig, command: AdminCommand) -> ExitCode {
                 print!("{}", report.instructions);
                 println!("{}", report.summary);
                 Ok(())
+            },
+        ),
+        AdminCommand::RecoverNode(args) => run_control(
+            control::recover_node::run(config, &args, Display::Auto, None),
+            |report| {
+                print!("{}", report.text());
+                report.outcome()
             },
         ),
         AdminCommand::Enqueue(args) => run_control(

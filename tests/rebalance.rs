@@ -64,7 +64,7 @@ impl Fleet {
             })
             .collect();
         let settings = Settings {
-            routing: "source = \"redis\"\npoll_interval = \"1s\"\n".into(),
+            routing_extra: "source = \"redis\"\npoll_interval = \"1s\"",
             ..Settings::default()
         };
         let queue = JobQueue::with(&clusters, settings);

@@ -80,6 +80,66 @@ pub async fn converge(
     )
     .await?;
     copied.outcome()?;
+    let settled = settle(src, dst, databases, selection, rounds).await?;
+    settled.outcome(rounds)?;
+    Ok(ConvergeReport {
+        copied,
+        repaired: settled.repaired,
+        verified: settled.verified,
+    })
+}
+
+/// What [`settle`] found in the end.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    /// Pieces copied again because they differed.
+    pub repaired: u64,
+    /// The last comparison of each destination.
+    pub verified: Vec<VerifyReport>,
+}
+
+impl Settled {
+    /// Whether every destination equals the source.
+    pub fn equal(&self) -> bool {
+        self.verified.iter().all(|v| v.equal)
+    }
+
+    /// The differences that remain, as [`VerifyReport::text`] lines.
+    pub fn differences(&self) -> String {
+        let text: String = self
+            .verified
+            .iter()
+            .filter(|v| !v.equal)
+            .map(VerifyReport::text)
+            .collect();
+        text.trim_end().to_string()
+    }
+
+    /// `Err` listing the differences when some remain after `rounds`.
+    pub fn outcome(&self, rounds: u32) -> Result<(), ControlError> {
+        if self.equal() {
+            return Ok(());
+        }
+        Err(ControlError::Failed(format!(
+            "verify still finds differences after {rounds} repair round(s); nothing was \
+             deleted or switched:\n{}",
+            self.differences()
+        )))
+    }
+}
+
+/// The verify and repair half of [`converge`], for a caller that copied
+/// already (or copied another range than it verifies): compares every
+/// destination with the source over `selection`, copies each differing
+/// piece again, up to `rounds` times. Returns what the last comparison
+/// found, equal or not.
+pub async fn settle(
+    src: &Influx,
+    dst: &[Influx],
+    databases: &[String],
+    selection: &Selection,
+    rounds: u32,
+) -> Result<Settled, ControlError> {
     let mut repaired = 0;
     let mut round = 0;
     loop {
@@ -87,24 +147,8 @@ pub async fn converge(
         for node in dst {
             verified.push(verify::compare(src, node, databases, selection, Display::Quiet).await?);
         }
-        if verified.iter().all(|v| v.equal) {
-            return Ok(ConvergeReport {
-                copied,
-                repaired,
-                verified,
-            });
-        }
-        if round == rounds {
-            let text: String = verified
-                .iter()
-                .filter(|v| !v.equal)
-                .map(VerifyReport::text)
-                .collect();
-            return Err(ControlError::Failed(format!(
-                "verify still finds differences after {rounds} repair round(s); nothing was \
-                 deleted or switched:\n{}",
-                text.trim_end()
-            )));
+        if verified.iter().all(|v| v.equal) || round == rounds {
+            return Ok(Settled { repaired, verified });
         }
         round += 1;
         tokio::time::sleep(SETTLE).await;

@@ -6,7 +6,7 @@
 //! configuration file. Nodes named through the table use their cluster's
 //! `username`/`password`; a URL carries its own.
 
-use crate::config::{ClusterConfig, Config, NodeConfig, RoutingSource};
+use crate::config::{ClusterConfig, Config, NodeConfig, NodeMode, RoutingSource};
 use crate::routing::source::{dns, redis as store};
 
 use super::ControlError;
@@ -124,6 +124,45 @@ pub fn node_endpoint(cluster: &ClusterConfig, node: &NodeConfig) -> Endpoint {
         user: cluster.username.clone(),
         password: cluster.password.as_ref().map(|p| p.expose().to_string()),
     }
+}
+
+/// One node of a cluster as the routing table in force names it.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The node's name in its cluster.
+    pub name: String,
+    /// Its mode in the table (overrides in Redis are not applied here).
+    pub mode: NodeMode,
+    pub endpoint: Endpoint,
+}
+
+/// Every node of cluster `cluster_name` in the routing table in force (SRV
+/// clusters as their records name them now), in table order.
+pub async fn cluster_members(
+    config: &Config,
+    cluster_name: &str,
+) -> Result<Vec<Member>, ControlError> {
+    let table = routing_table(config).await?;
+    let cluster = table
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster_name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = table.clusters.iter().map(|c| c.name.as_str()).collect();
+            ControlError::Failed(format!(
+                "unknown cluster {cluster_name:?} (the routing table has: {})",
+                known.join(", ")
+            ))
+        })?;
+    let nodes = cluster_nodes(cluster, &table).await?;
+    Ok(nodes
+        .into_iter()
+        .map(|node| Member {
+            endpoint: node_endpoint(cluster, &node),
+            name: node.name,
+            mode: node.mode,
+        })
+        .collect())
 }
 
 /// The configuration holding the routing table in force: the Redis

@@ -48,6 +48,40 @@ impl Ledger for Forgetful {
     }
 }
 
+/// The part of another ledger whose pieces start with a prefix, for a
+/// command made of steps that each keep pieces (recover-node: the restore's
+/// files, the copy's pieces) in the one ledger of the command.
+pub struct Prefixed<'a> {
+    inner: &'a mut dyn Ledger,
+    prefix: String,
+}
+
+impl<'a> Prefixed<'a> {
+    pub fn new(inner: &'a mut dyn Ledger, prefix: &str) -> Prefixed<'a> {
+        Prefixed {
+            inner,
+            prefix: prefix.to_string(),
+        }
+    }
+}
+
+impl Ledger for Prefixed<'_> {
+    fn done(&self, piece: &str) -> Option<&serde_json::Value> {
+        self.inner.done(&format!("{}{piece}", self.prefix))
+    }
+    fn record(&mut self, piece: &str, detail: serde_json::Value) -> Result<(), ControlError> {
+        let key = format!("{}{piece}", self.prefix);
+        self.inner.record(&key, detail)
+    }
+    fn finished(&self) -> Vec<(String, serde_json::Value)> {
+        self.inner
+            .finished()
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(&self.prefix)?.to_string(), v)))
+            .collect()
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Header {
     work: String,
@@ -264,8 +298,15 @@ mod tests {
         assert!(l.done("p3").is_none());
         l.record("p3", serde_json::Value::Null).unwrap();
         drop(l);
-        let l = FileLedger::open(&path, "work A").unwrap();
+        let mut l = FileLedger::open(&path, "work A").unwrap();
         assert_eq!(l.finished().len(), 3);
+        let mut part = Prefixed::new(&mut l, "copy:");
+        assert!(part.done("p1").is_none());
+        part.record("p1", serde_json::json!(7)).unwrap();
+        assert_eq!(part.done("p1"), Some(&serde_json::json!(7)));
+        assert_eq!(part.finished().len(), 1);
+        assert!(l.done("copy:p1").is_some());
+        drop(l);
         assert!(matches!(
             FileLedger::open(&path, "work B"),
             Err(ControlError::Usage(_))

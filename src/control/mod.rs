@@ -14,8 +14,12 @@
 //! * [`status`]: `admin status`, the state of one or more routers.
 //! * [`http`]: the HTTP client the commands share.
 //! * [`converge`]: copy, verify and repair, shared by rebalance and recover-node.
+//! * [`recover_node`]: `admin recover-node`, with [`overrides`] (writing node
+//!   mode overrides) and [`receipts`] (waiting until every router applied a change).
+//! * [`auto_recover`]: claiming a new node and enqueueing its recover-node job.
 
 pub mod answer;
+pub mod auto_recover;
 pub mod backfill;
 pub mod backup;
 pub mod converge;
@@ -28,10 +32,12 @@ pub mod ledger;
 pub mod lines;
 pub mod moves;
 pub mod msgpack;
+pub mod overrides;
 pub mod pieces;
 pub mod progress;
 pub mod rebalance;
 pub mod receipts;
+pub mod recover_node;
 pub mod restore;
 pub mod routes;
 pub mod schema;

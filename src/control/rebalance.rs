@@ -382,16 +382,29 @@ impl Rebalance<'_> {
             tracing::warn!(error = %e, "change notice not published; routers see the change at their next poll");
         }
         let version = pushed.version;
-        let lagging = receipts::wait_for_receipts(
-            self.config,
+        let fail = |e: String| {
+            ControlError::Failed(format!(
+                "cannot read the router receipts from Redis at {}: {e}",
+                routing.redis_url
+            ))
+        };
+        let conn = redis::Client::open(routing.redis_url.as_str())
+            .map_err(|e| fail(e.to_string()))?
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let found = receipts::wait_for_receipts(
+            &conn,
+            &routing.key_prefix,
+            routing.poll_interval,
+            receipts::default_timeout(routing.poll_interval),
             |r| r.routing_version >= version,
-            receipts::default_timeout(self.config),
         )
         .await?;
-        if !lagging.0.is_empty() {
-            tracing::warn!(routers = %lagging.0.join(", "), version, "routers did not report the routing version in time");
+        if let Some(warning) = found.warning(&format!("routing version {version}")) {
+            tracing::warn!("{warning}");
         }
-        Ok(Some(lagging.0))
+        Ok(Some(found.lagging))
     }
 
     async fn reread(&mut self) -> Result<(), ControlError> {

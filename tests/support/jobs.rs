@@ -60,8 +60,8 @@ pub struct Settings {
     pub max_attempts: u32,
     pub redis_url: String,
     pub amqp_url: String,
-    /// More `[routing]` lines (like `source = "redis"`).
-    pub routing: String,
+    /// More `[routing]` lines (like `poll_interval = "1s"`).
+    pub routing_extra: &'static str,
 }
 
 impl Default for Settings {
@@ -71,7 +71,7 @@ impl Default for Settings {
             max_attempts: 3,
             redis_url: REDIS.into(),
             amqp_url: AMQP.into(),
-            routing: String::new(),
+            routing_extra: "",
         }
     }
 }
@@ -90,8 +90,8 @@ impl JobQueue {
             .as_nanos();
         let prefix = format!("jobs-test-{}-{nanos}", std::process::id());
         let routing = format!(
-            "redis_url = {:?}\namqp_url = {:?}\nkey_prefix = {prefix:?}\n{}",
-            settings.redis_url, settings.amqp_url, settings.routing
+            "redis_url = {:?}\namqp_url = {:?}\nkey_prefix = {prefix:?}\n{}\n",
+            settings.redis_url, settings.amqp_url, settings.routing_extra
         );
         let control = format!(
             "\n[control]\njob_lock_ttl = {:?}\nmax_attempts = {}\n",
@@ -260,6 +260,8 @@ impl Drop for JobQueue {
             }
         }
         let (queue, dead) = (self.queue(), self.dead_queue());
+        // the routing exchange, declared by commands that publish notices
+        let routing = format!("{}.routing", self.prefix);
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -275,6 +277,7 @@ impl Drop for JobQueue {
                         let _ = channel.queue_delete(q, QueueDeleteOptions::default()).await;
                     }
                     let _ = channel.exchange_delete(&dead, Default::default()).await;
+                    let _ = channel.exchange_delete(&routing, Default::default()).await;
                     let _ = channel.close(200, "bye").await;
                 }
                 let _ = connection.close(200, "bye").await;

@@ -26,6 +26,7 @@ use super::backfill::BackfillArgs;
 use super::backup::BackupArgs;
 use super::create_database::CreateDatabaseArgs;
 use super::rebalance::RebalanceArgs;
+use super::recover_node::RecoverNodeArgs;
 use super::restore::RestoreArgs;
 use super::sync_schema::SyncSchemaArgs;
 use super::verify::VerifyArgs;
@@ -42,10 +43,11 @@ pub enum JobCommand {
     Restore(RestoreArgs),
     CreateDatabase(CreateDatabaseArgs),
     Rebalance(RebalanceArgs),
+    RecoverNode(RecoverNodeArgs),
 }
 
 /// The kinds a job may be.
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 8] = [
     "sync-schema",
     "backfill",
     "verify",
@@ -53,6 +55,7 @@ pub const KINDS: [&str; 7] = [
     "restore",
     "create-database",
     "rebalance",
+    "recover-node",
 ];
 
 impl JobCommand {

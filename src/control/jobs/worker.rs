@@ -27,7 +27,9 @@ use crate::config::Config;
 use crate::control::endpoint::{self, Allow};
 use crate::control::progress::{Display, Meter};
 use crate::control::ControlError;
-use crate::control::{backfill, backup, create_database, rebalance, restore, sync_schema, verify};
+use crate::control::{
+    backfill, backup, create_database, rebalance, recover_node, restore, sync_schema, verify,
+};
 
 /// How often a running job's record and locks are refreshed.
 const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -292,6 +294,11 @@ async fn lock_targets(config: &Config, command: &JobCommand) -> Result<Vec<Strin
                 "rebalance/{}",
                 a.db.as_deref().unwrap_or_default()
             )])
+        }
+        JobCommand::RecoverNode(a) => {
+            let node = format!("{}/{}", a.cluster, a.node);
+            let nodes = endpoint::resolve(&node, config, Allow::Node).await?;
+            return Ok(nodes.into_iter().map(|n| n.base).collect());
         }
         JobCommand::Verify(_) | JobCommand::Backup(_) => None,
     };
@@ -582,6 +589,16 @@ async fn execute(
             let mut ledger = store.ledger(id)?;
             let report = rebalance::run(config, args, display, Some(&mut ledger)).await?;
             Ok(format!("{}{}", report.instructions, report.summary))
+        }
+        JobCommand::RecoverNode(args) => {
+            let mut ledger = store.ledger(id)?;
+            let report = recover_node::run(config, args, display, Some(&mut ledger)).await?;
+            // the ranges copied and verified, for operators and tests
+            store
+                .set(id, &[("ranges", report.ranges_json().to_string())])
+                .await?;
+            report.outcome()?;
+            Ok(report.summary())
         }
     }
 }
