@@ -300,12 +300,18 @@ pub struct RoutingConfig {
     pub dns_servers: Vec<SocketAddr>,
     /// Where the routing table comes from.
     pub source: RoutingSource,
-    /// Redis holding the routing document (`source = "redis"`).
+    /// Redis holding the routing document (`source = "redis"`), node mode
+    /// overrides and router receipts.
     pub redis_url: String,
+    /// Whether `redis_url` was given (or `source = "redis"`): only then does
+    /// the router follow node mode overrides in Redis and report receipts.
+    pub redis_url_set: bool,
     /// Prefix of the Redis keys and of the RabbitMQ exchange.
     pub key_prefix: String,
     /// RabbitMQ carrying the change notices.
     pub amqp_url: String,
+    /// Whether `amqp_url` was given (or `source = "redis"`).
+    pub amqp_url_set: bool,
     /// How often Redis is read even without a notice.
     pub poll_interval: std::time::Duration,
 }

@@ -314,6 +314,7 @@ fn check_routing(raw: RawRouting, names: &[String], problems: &mut Problems) -> 
             RoutingSource::File,
         ),
     };
+    let redis_url_set = raw.redis_url.is_some() || source == RoutingSource::Redis;
     let redis_url = raw
         .redis_url
         .unwrap_or_else(|| "redis://127.0.0.1:6379/0".to_string());
@@ -324,6 +325,7 @@ fn check_routing(raw: RawRouting, names: &[String], problems: &mut Problems) -> 
             (),
         );
     }
+    let amqp_url_set = raw.amqp_url.is_some() || source == RoutingSource::Redis;
     let amqp_url = raw
         .amqp_url
         .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string());
@@ -360,8 +362,10 @@ fn check_routing(raw: RawRouting, names: &[String], problems: &mut Problems) -> 
         dns_servers,
         source,
         redis_url,
+        redis_url_set,
         key_prefix,
         amqp_url,
+        amqp_url_set,
         poll_interval,
     }
 }

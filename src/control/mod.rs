@@ -14,8 +14,12 @@
 //! * [`status`]: `admin status`, the state of one or more routers.
 //! * [`http`]: the HTTP client the commands share.
 //! * [`converge`]: copy, verify and repair, shared by rebalance and recover-node.
+//! * [`receipts`]: the routers' receipts, and waiting until every live
+//!   router applied a change.
+//! * [`auto_recover`]: claiming a new node and enqueueing its recover-node job.
 
 pub mod answer;
+pub mod auto_recover;
 pub mod backfill;
 pub mod backup;
 pub mod converge;

@@ -178,10 +178,19 @@ fn router_section(out: &mut String, url: &str, status: &Value) {
         "LAST ERROR",
     ];
     let mut rows = vec![header.map(String::from).to_vec()];
+    let mut overrides = Vec::new();
     for node in status["nodes"].as_array().into_iter().flatten() {
         rows.push(node_row(node));
+        overrides.extend(override_line(node));
     }
     out.push_str(&columns(&rows));
+    if !overrides.is_empty() {
+        let version = text(&routing["overrides_version"]);
+        let _ = writeln!(out, "node mode overrides (version {version}):");
+        for line in overrides {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
     out.push('\n');
     let moves = routing["moves"]
         .as_array()
@@ -208,6 +217,24 @@ fn router_section(out: &mut String, url: &str, status: &Value) {
         out.push_str(&columns(&rows));
         out.push('\n');
     }
+}
+
+/// `main/b: write-only since 2026-…Z (source redis): reason`, for a node
+/// whose mode an override sets.
+fn override_line(node: &Value) -> Option<String> {
+    let found = node.get("override").filter(|o| o.is_object())?;
+    let since = found["since_ns"]
+        .as_i64()
+        .map(super::time::format_time)
+        .unwrap_or_else(|| "-".into());
+    Some(format!(
+        "{}/{}: {} since {since} (source {}): {}",
+        text(&node["cluster"]),
+        text(&node["name"]),
+        text(&found["mode"]),
+        text(&found["source"]),
+        text(&found["reason"]),
+    ))
 }
 
 fn node_row(node: &Value) -> Vec<String> {
@@ -377,6 +404,37 @@ mod tests {
         assert!(table.contains("j1  backfill  running  w1"), "{table}");
         assert!(!table.contains("j0"), "{table}");
         assert_eq!(report.json()["jobs"][0]["id"], "j1");
+    }
+
+    #[test]
+    fn an_overridden_node_is_listed_with_its_override() {
+        let node = |name: &str, over: Value| {
+            json!({ "cluster": "main", "name": name, "mode": "write-only", "health": "healthy",
+                    "override": over, "queue": { "bytes": 0, "records": 0 } })
+        };
+        let status = json!({
+            "version": "0.1.0", "uptime_seconds": 1,
+            "routing": { "source": "file", "version": 1, "overrides_version": 7 },
+            "nodes": [
+                node("a", Value::Null),
+                node("b", json!({ "mode": "write-only", "reason": "recover-node job j1",
+                                   "since_ns": 1_700_000_000_000_000_000i64, "source": "redis" })),
+            ]
+        });
+        let report = Report {
+            routers: vec![("http://r1:5096".into(), Ok(status))],
+            jobs: Ok(vec![]),
+        };
+        let table = report.table();
+        assert!(
+            table.contains("node mode overrides (version 7):"),
+            "{table}"
+        );
+        assert!(
+            table.contains("  main/b: write-only since 2023-11-14T22:13:20Z (source redis): recover-node job j1"),
+            "{table}"
+        );
+        assert!(!table.contains("main/a:"), "{table}");
     }
 
     #[test]

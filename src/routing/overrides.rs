@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::NodeMode;
+use crate::config::{Config, NodeMode};
 
 /// How long the per-node recover-job key lives.
 pub const RECOVER_KEY_TTL_SECS: u64 = 24 * 3600;
@@ -63,7 +63,18 @@ pub fn field(cluster: &str, node: &str) -> String {
 
 /// The body of a change notice on the routing exchange.
 pub fn notice(version: u64) -> String {
-    format!("overrides:{version}")
+    format!("{NOTICE_PREFIX}{version}")
+}
+
+const NOTICE_PREFIX: &str = "overrides:";
+
+/// Whether `body`, a notice on the routing exchange, is about overrides
+/// (`overrides:<version>`), and then its version (0 when it is not a
+/// number: the overrides are read again all the same). `None` for any
+/// other body (a routing document's version).
+pub fn notice_version(body: &str) -> Option<u64> {
+    let version = body.trim().strip_prefix(NOTICE_PREFIX)?;
+    Some(version.trim().parse().unwrap_or(0))
 }
 
 /// One override: the mode a node has while it is in force.
@@ -80,6 +91,20 @@ pub struct Override {
 }
 
 impl Override {
+    /// A `write-only` override set now, for `reason`.
+    pub fn write_only(reason: &str) -> Override {
+        Override {
+            mode: NodeMode::WriteOnly.as_str().to_string(),
+            since_ns: crate::clock::unix_ns() as i64,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The value stored in [`overrides_key`].
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
     /// The mode, when it is a known one.
     pub fn node_mode(&self) -> Option<NodeMode> {
         parse_mode(&self.mode)
@@ -110,8 +135,36 @@ pub struct Receipt {
     pub at_ms: u64,
 }
 
+impl Receipt {
+    /// The value stored in [`routers_key`].
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 /// Overrides by `(cluster, node)`.
 pub type Overrides = BTreeMap<(String, String), Override>;
+
+/// Replaces the mode of every node of `config` that `overrides` names with
+/// the override's mode (when it is a known one). Returns the overrides
+/// that name no node of `config`: they are ignored.
+pub fn apply_to(config: &mut Config, overrides: &Overrides) -> Vec<(String, String)> {
+    let mut used = std::collections::BTreeSet::new();
+    for cluster in &mut config.clusters {
+        for node in &mut cluster.nodes {
+            let key = (cluster.name.clone(), node.name.clone());
+            if let Some(mode) = overrides.get(&key).and_then(Override::node_mode) {
+                node.mode = mode;
+                used.insert(key);
+            }
+        }
+    }
+    overrides
+        .keys()
+        .filter(|key| !used.contains(*key))
+        .cloned()
+        .collect()
+}
 
 /// Parses the fields of [`overrides_key`]; malformed ones are returned
 /// apart, as `(field, why)`.
@@ -164,5 +217,54 @@ mod tests {
         );
         assert_eq!(bad.len(), 3);
         assert_eq!(recover_key("p", "c", "n"), "p:recover:c/n");
+    }
+
+    #[test]
+    fn override_notices_are_told_from_document_versions() {
+        assert_eq!(notice_version(&notice(12)), Some(12));
+        assert_eq!(notice_version(" overrides:3\n"), Some(3));
+        assert_eq!(notice_version("overrides:x"), Some(0));
+        assert_eq!(notice_version("12"), None);
+        assert_eq!(notice_version(""), None);
+    }
+
+    #[test]
+    fn overrides_replace_the_modes_of_the_nodes_they_name() {
+        let dir = std::env::temp_dir();
+        let text = format!(
+            "[buffer]\ndir = {:?}\n[routing]\ndefault_cluster = \"main\"\n\
+             [[cluster]]\nname = \"main\"\nnodes = [{{ name = \"a\", url = \"http://h:1\" }}, \
+             {{ name = \"b\", url = \"http://h:2\", mode = \"read-only\" }}]\n",
+            dir.display().to_string()
+        );
+        let configured = Config::from_toml_str(&text, "test").unwrap();
+        let mut config = configured.clone();
+        let over = |mode: &str| Override {
+            mode: mode.into(),
+            since_ns: 1,
+            reason: String::new(),
+        };
+        let overrides = Overrides::from([
+            (("main".into(), "a".into()), over("write-only")),
+            (("main".into(), "gone".into()), over("write-only")),
+            (("other".into(), "b".into()), over("off")),
+            (("main".into(), "b".into()), over("nonsense")),
+        ]);
+        let ignored = apply_to(&mut config, &overrides);
+        let modes: Vec<NodeMode> = config.clusters[0].nodes.iter().map(|n| n.mode).collect();
+        // an unknown mode leaves the configured one
+        assert_eq!(modes, [NodeMode::WriteOnly, NodeMode::ReadOnly]);
+        assert_eq!(
+            ignored,
+            [
+                ("main".to_string(), "b".to_string()),
+                ("main".into(), "gone".into()),
+                ("other".into(), "b".into())
+            ]
+        );
+        // no overrides: the configured modes
+        let mut again = configured.clone();
+        assert!(apply_to(&mut again, &Overrides::new()).is_empty());
+        assert_eq!(again.clusters[0].nodes[0].mode, NodeMode::ReadWrite);
     }
 }

@@ -8,6 +8,8 @@
 //! * [`spread`]: reads spanning clusters, answered by one node per cluster and merged.
 //! * [`targets`]: which clusters a query concerns.
 //! * [`status`]: `/ping`, `/health`, `/status`, `/metrics`.
+//! * [`overrides`]: node mode overrides from Redis on top of the running
+//!   configuration, and `[control] auto_recover`.
 //! * [`body`]: reading request bodies within their limits.
 //! * [`limits`]: `[limits]`: rates per client address, user and database,
 //!   and concurrent queries per client (429 with `Retry-After`).
@@ -36,6 +38,7 @@ pub mod forward;
 pub mod head;
 pub mod limits;
 pub mod nodes;
+pub mod overrides;
 mod own;
 pub mod prom;
 pub mod query;
@@ -99,6 +102,8 @@ pub struct Shared {
     pub node_tasks: nodes::NodeTasks,
     /// Routing table swaps and refusals, for `/status`.
     pub reloads: reload::Reloads,
+    /// Node mode overrides (Redis) and auto-recover holds applied to the table.
+    pub overrides: overrides::NodeOverrides,
     /// This router's metrics and events (its own recorder; see [`crate::monitor`]).
     pub monitor: Monitor,
     /// The config file the routing table is reloaded from, if any.
@@ -173,6 +178,7 @@ impl Shared {
             orphans,
             node_tasks: nodes::NodeTasks::default(),
             reloads: reload::Reloads::default(),
+            overrides: overrides::NodeOverrides::default(),
             monitor,
             config_file,
             udp: udp::Udp::default(),
@@ -186,9 +192,14 @@ impl Shared {
 
     /// Starts the routing sources (the config file watcher and SIGHUP, or
     /// Redis) now, so that a change right after start is not missed. With
-    /// `source = "redis"` the table is first read from Redis (or its cache).
-    async fn start_sources(self: &Arc<Self>) {
+    /// `source = "redis"` the table is first read from Redis (or its cache),
+    /// and with `redis_url` the node mode overrides too. `addr` is the
+    /// listener's, for this router's id.
+    async fn start_sources(self: &Arc<Self>, addr: SocketAddr) {
+        self.overrides
+            .set_router_id(crate::routing::source::overrides::router_id(addr.port()));
         start_sources(self, self.stop_sources.subscribe()).await;
+        self.overrides.arm(&self.config);
     }
 }
 
@@ -273,7 +284,7 @@ async fn spawn_shared(
     })?;
     let shared = Shared::new(config, source, file)?;
     shared.udp.bind(&shared.config).await?;
-    shared.start_sources().await;
+    shared.start_sources(addr).await;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, shared.clone(), async move {
         let _ = stopped.await;
@@ -300,13 +311,15 @@ pub async fn run(
     let shared = Shared::new(config, source, config_file)?;
     shared.monitor.install_global();
     let listener = bind(&shared.config).await?;
+    let addr = listener.local_addr().map_err(|error| StartError::Bind {
+        addr: shared.config.server.bind,
+        error,
+    })?;
     shared.udp.bind(&shared.config).await?;
-    shared.start_sources().await;
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "listening");
-        let limits = shared.config.limits.describe();
-        tracing::info!(%limits, "rate limits");
-    }
+    shared.start_sources(addr).await;
+    tracing::info!(%addr, "listening");
+    let limits = shared.config.limits.describe();
+    tracing::info!(%limits, "rate limits");
     serve(listener, shared, shutdown).await;
     Ok(())
 }
@@ -459,9 +472,25 @@ const READ_BUFFER_MAX: usize = 64 * 1024;
 async fn start_sources(shared: &Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) {
     let sink: Arc<dyn crate::routing::source::Sink> = Arc::new(reload::Publisher(shared.clone()));
     crate::routing::source::dns::start(&sink, stop.clone());
-    if shared.config.routing.source == crate::config::RoutingSource::Redis {
-        crate::routing::source::redis::start(&sink, &shared.config, stop).await;
+    let id = shared.overrides.router_id().unwrap_or("router").to_string();
+    let overrides =
+        crate::routing::source::overrides::start(&sink, &shared.config, id, stop.clone()).await;
+    if let Some(wake) = &overrides {
+        shared.overrides.set_wake(wake.clone());
+    }
+    let routing = &shared.config.routing;
+    if routing.source == crate::config::RoutingSource::Redis {
+        crate::routing::source::redis::start(&sink, &shared.config, overrides, stop).await;
         return;
+    }
+    if let (Some(wake), true) = (overrides, routing.amqp_url_set) {
+        crate::routing::source::redis::listen_for_overrides(
+            &sink,
+            &routing.amqp_url,
+            &routing.key_prefix,
+            wake,
+            stop.clone(),
+        );
     }
     let Some(path) = shared.config_file.clone() else {
         return;

@@ -95,6 +95,19 @@ impl Sink for Publisher {
             .reloads
             .update(|s| s.document_version = Some(version));
     }
+
+    fn apply_overrides(
+        &self,
+        version: u64,
+        overrides: crate::routing::overrides::Overrides,
+        read_at: std::time::Instant,
+    ) -> Applied {
+        super::overrides::apply(&self.0, version, overrides, read_at)
+    }
+
+    fn receipt(&self) -> crate::routing::overrides::Receipt {
+        super::overrides::receipt(&self.0)
+    }
 }
 
 /// Validates the configuration `text` read from the config file `origin`
@@ -169,7 +182,15 @@ pub fn replace_discovered_nodes(
     Some(publish(shared, &mut running, config, origin))
 }
 
-/// The running routing configuration: what the live table was built from.
+/// Publishes the running configuration again (node mode overrides changed).
+pub fn republish(shared: &Arc<Shared>, origin: &str) -> Applied {
+    let mut running = lock(&shared.running);
+    let config = running.clone();
+    publish(shared, &mut running, config, origin)
+}
+
+/// The running routing configuration: what the live table was built from
+/// (with the configured node modes; see [`super::overrides`]).
 pub fn running_config(shared: &Shared) -> Config {
     lock(&shared.running).clone()
 }
@@ -178,23 +199,27 @@ fn lock(running: &Mutex<Config>) -> std::sync::MutexGuard<'_, Config> {
     running.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Builds and publishes a table from `config` unless it routes like the live one.
+/// Builds and publishes a table from `config` (with the node mode
+/// overrides on top) unless it routes like the live one.
 fn publish(shared: &Arc<Shared>, running: &mut Config, config: Config, origin: &str) -> Applied {
     if let Some(problem) = duplicate_node_name(&config) {
         return refuse(shared, origin, vec![format!("{origin}: {problem}")]);
     }
+    let (effective, new) = shared.overrides.effective(shared, running, &config);
     let current = shared.routing.load();
-    if same_routing(&current, &config) {
+    if same_routing(&current, &effective) {
+        shared.overrides.published(shared, &config, new);
         *running = config;
         return Applied::Unchanged;
     }
     let version = current.version() + 1;
-    let table = match RoutingTable::build(&config, version, origin, Some(&current), &shared.monitor)
-    {
-        Ok(table) => table,
-        Err(e) => return refuse(shared, origin, vec![format!("{origin}: {e}")]),
-    };
+    let table =
+        match RoutingTable::build(&effective, version, origin, Some(&current), &shared.monitor) {
+            Ok(table) => table,
+            Err(e) => return refuse(shared, origin, vec![format!("{origin}: {e}")]),
+        };
     shared.routing.publish(table);
+    shared.overrides.published(shared, &config, new);
     *running = config;
     shared.node_tasks.sync(shared, &shared.routing.load());
     shared.reloads.update(|s| s.swaps += 1);

@@ -112,7 +112,7 @@ fn node_health(node: &Node) -> Value {
 pub fn status(shared: &Arc<Shared>) -> Response<ResponseBody> {
     let table = shared.routing.load();
     let reloads = shared.reloads.state();
-    let nodes: Vec<Value> = table.nodes().map(|n| node_status(n)).collect();
+    let nodes: Vec<Value> = table.nodes().map(|n| node_status(shared, n)).collect();
     let body = json!({
         "version": crate::VERSION,
         "uptime_seconds": shared.started.elapsed().as_secs(),
@@ -136,6 +136,9 @@ pub fn status(shared: &Arc<Shared>) -> Response<ResponseBody> {
             "swaps": reloads.swaps,
             "notices_subscribed": reloads.notices_subscribed,
             "refused": reloads.refused,
+            // node mode overrides from Redis (with `redis_url`): the version applied
+            "overrides_version": shared.overrides.version(),
+            "router_id": shared.overrides.router_id(),
             "last_refused": reloads.last_refused.as_ref().map(|r| json!({
                 "at": unix_seconds(r.at), "source": r.source, "problems": r.problems,
             })),
@@ -164,7 +167,7 @@ pub fn metrics(shared: &Shared) -> Response<ResponseBody> {
 /// The content type of the Prometheus text format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-fn node_status(node: &Node) -> Value {
+fn node_status(shared: &Shared, node: &Node) -> Value {
     let detail = node.detail();
     let stats = node.queue().stats();
     let now_ms = crate::clock::unix_ms();
@@ -191,7 +194,9 @@ fn node_status(node: &Node) -> Value {
         "name": node.name(),
         "cluster": node.cluster(),
         "url": node.base_url(),
+        // the effective mode; `override` says why when it is not the configured one
         "mode": node.mode().to_string(),
+        "override": shared.overrides.shown(node.cluster(), node.name()),
         "health": if node.is_healthy() { "healthy" } else { "unhealthy" },
         "in_flight": node.in_flight(),
         "influxdb_version": node.version_header().as_ref().and_then(|v| v.to_str().ok()),

@@ -9,12 +9,16 @@
 //! * [`dns`]: DNS SRV records, the nodes of clusters with `srv`.
 //! * [`redis`](mod@redis): the routing document in Redis, with RabbitMQ
 //!   change notices and a poll (`source = "redis"`).
+//! * [`overrides`](mod@overrides): node mode overrides in Redis (with any
+//!   source, when `redis_url` is set), and this router's receipt for them.
 
 pub mod dns;
 pub mod file;
+pub mod overrides;
 pub mod redis;
 
 use crate::config::{Config, NodeConfig};
+use crate::routing::overrides::{Overrides, Receipt};
 
 /// What became of a candidate handed to a [`Sink`].
 #[derive(Debug, PartialEq, Eq)]
@@ -59,4 +63,18 @@ pub trait Sink: Send + Sync + 'static {
     /// The version of the routing document (Redis) the live table follows,
     /// once a document of that version has been applied.
     fn set_document_version(&self, version: u64);
+
+    /// The node mode overrides of `version` (the well-formed ones), read
+    /// from Redis when `read_at` (a monotonic instant) began: the live
+    /// table is rebuilt from the running configuration with them.
+    fn apply_overrides(
+        &self,
+        version: u64,
+        overrides: Overrides,
+        read_at: std::time::Instant,
+    ) -> Applied;
+
+    /// What this router has applied, for its receipt in Redis (`at_ms` 0:
+    /// the follower stamps it).
+    fn receipt(&self) -> Receipt;
 }

@@ -11,6 +11,11 @@
 //! one seen. The last good document is cached in
 //! `<buffer.dir>/routing-cache.toml` (first line `# version: N`) and used at
 //! start when Redis is unreachable.
+//!
+//! The same exchange carries the node mode overrides' notices
+//! (`overrides:<version>`, see [`crate::routing::overrides`]); the listener
+//! tells them apart ([`Notice`]) and hands them to the overrides follower
+//! ([`super::overrides`]), which any router with `redis_url` runs.
 //! Outages of Redis or RabbitMQ are logged and retried with backoff; they
 //! never stop the router.
 
@@ -59,6 +64,37 @@ pub fn exchange(prefix: &str) -> String {
 /// Where the last good document is cached.
 pub fn cache_path(config: &Config) -> PathBuf {
     config.buffer.dir.join(CACHE_FILE)
+}
+
+/// A message on the routing exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// A routing document of this version was pushed (0: the body was not
+    /// a number; the document is read all the same).
+    Document(u64),
+    /// The node mode overrides changed to this version (see
+    /// [`crate::routing::overrides::notice`]).
+    Overrides(u64),
+}
+
+impl Notice {
+    /// Tells a notice's body apart: `overrides:<version>`, else a document version.
+    pub fn parse(body: &[u8]) -> Notice {
+        let text = std::str::from_utf8(body).unwrap_or("");
+        match crate::routing::overrides::notice_version(text) {
+            Some(version) => Notice::Overrides(version),
+            None => Notice::Document(text.trim().parse().unwrap_or(0)),
+        }
+    }
+}
+
+/// Where the notices of the exchange go: document versions to the Redis
+/// routing source (`source = "redis"`), override changes to the overrides
+/// follower ([`super::overrides`]). A notice with nowhere to go is dropped.
+#[derive(Clone, Default)]
+pub struct NoticeRoutes {
+    pub documents: Option<mpsc::Sender<u64>>,
+    pub overrides: Option<mpsc::Sender<super::overrides::Wake>>,
 }
 
 /// Why a push or a read failed.
@@ -233,6 +269,12 @@ pub async fn show(redis_url: &str, prefix: &str) -> Result<Option<(u64, String)>
 
 /// Publishes `version` to the exchange of `prefix`.
 pub async fn publish_notice(amqp_url: &str, prefix: &str, version: u64) -> Result<(), RoutesError> {
+    publish_body(amqp_url, prefix, &version.to_string()).await
+}
+
+/// Publishes `body` (a document version, or an overrides notice from
+/// [`crate::routing::overrides::notice`]) to the exchange of `prefix`.
+pub async fn publish_body(amqp_url: &str, prefix: &str, body: &str) -> Result<(), RoutesError> {
     let fail = |message: String| RoutesError::Amqp {
         url: amqp_url.to_string(),
         message,
@@ -252,7 +294,7 @@ pub async fn publish_notice(amqp_url: &str, prefix: &str, version: u64) -> Resul
                 &exchange(prefix),
                 "",
                 BasicPublishOptions::default(),
-                version.to_string().as_bytes(),
+                body.as_bytes(),
                 BasicProperties::default(),
             )
             .await?
@@ -279,7 +321,7 @@ async fn declare_exchange(channel: &lapin::Channel, prefix: &str) -> Result<(), 
         .await
 }
 
-async fn connect_redis(url: &str) -> Result<ConnectionManager, String> {
+pub(super) async fn connect_redis(url: &str) -> Result<ConnectionManager, String> {
     let client = redis::Client::open(url).map_err(|e| e.to_string())?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(CONNECT_TIMEOUT)
@@ -324,6 +366,9 @@ struct Follower {
     conn: Option<ConnectionManager>,
     /// Version of the last document handed to the reload path.
     seen: Option<u64>,
+    /// Asks the overrides follower to write this router's receipt (the
+    /// routing version it reports changed).
+    report: Option<mpsc::Sender<super::overrides::Wake>>,
 }
 
 impl Follower {
@@ -365,16 +410,26 @@ impl Follower {
             Applied::Swapped(table) => {
                 tracing::info!(version, table, "routing table swapped from redis");
                 self.sink.set_document_version(version);
+                self.report();
                 write_cache(&self.cache, version, &document).await;
             }
             Applied::Unchanged => {
                 tracing::debug!(version, "routing document read; routing unchanged");
                 self.sink.set_document_version(version);
+                self.report();
                 write_cache(&self.cache, version, &document).await;
             }
             Applied::Refused(_) => {}
         }
         true
+    }
+}
+
+impl Follower {
+    fn report(&self) {
+        if let Some(report) = &self.report {
+            let _ = report.try_send(super::overrides::Wake::Report);
+        }
     }
 }
 
@@ -406,7 +461,14 @@ pub fn write_cache_file(path: &Path, version: u64, document: &str) -> std::io::R
 
 /// Loads the routing table from Redis (or, when Redis is unreachable, from
 /// the cache), then follows notices and polls until `stop` changes.
-pub async fn start(sink: &Arc<dyn Sink>, config: &Config, stop: watch::Receiver<bool>) {
+/// Override notices go to `overrides`, which is also asked for a receipt
+/// whenever a document is applied.
+pub async fn start(
+    sink: &Arc<dyn Sink>,
+    config: &Config,
+    overrides: Option<mpsc::Sender<super::overrides::Wake>>,
+    stop: watch::Receiver<bool>,
+) {
     let routing = &config.routing;
     let mut follower = Follower {
         sink: sink.clone(),
@@ -415,6 +477,7 @@ pub async fn start(sink: &Arc<dyn Sink>, config: &Config, stop: watch::Receiver<
         cache: cache_path(config),
         conn: None,
         seen: None,
+        report: overrides.clone(),
     };
     if !follower.check().await {
         match read_cache(&follower.cache) {
@@ -433,11 +496,15 @@ pub async fn start(sink: &Arc<dyn Sink>, config: &Config, stop: watch::Receiver<
     }
     let (notices, incoming) = mpsc::channel(16);
     sink.set_notices_subscribed(false);
+    let routes = NoticeRoutes {
+        documents: Some(notices),
+        overrides,
+    };
     tokio::spawn(listen(
         sink.clone(),
         routing.amqp_url.clone(),
         routing.key_prefix.clone(),
-        notices,
+        routes,
         stop.clone(),
     ));
     tokio::spawn(follow(follower, routing.poll_interval, incoming, stop));
@@ -481,23 +548,49 @@ async fn hung_up(hangup: &mut Option<Signal>) -> Option<()> {
     }
 }
 
+/// Binds an exclusive queue to the routing exchange of `prefix` for the
+/// override notices only (routers whose table does not come from Redis).
+pub fn listen_for_overrides(
+    sink: &Arc<dyn Sink>,
+    url: &str,
+    prefix: &str,
+    overrides: mpsc::Sender<super::overrides::Wake>,
+    stop: watch::Receiver<bool>,
+) {
+    let routes = NoticeRoutes {
+        documents: None,
+        overrides: Some(overrides),
+    };
+    tokio::spawn(listen(
+        sink.clone(),
+        url.to_string(),
+        prefix.to_string(),
+        routes,
+        stop,
+    ));
+}
+
 /// Consumes the notices of the exchange on an exclusive queue, reconnecting
-/// with backoff, until `stop` changes.
+/// with backoff, until `stop` changes. Whether notices are received is
+/// reported to the sink when documents are followed.
 async fn listen(
     sink: Arc<dyn Sink>,
     url: String,
     prefix: String,
-    notices: mpsc::Sender<u64>,
+    routes: NoticeRoutes,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(500);
+    let reports = routes.documents.is_some();
     loop {
         let started = tokio::time::Instant::now();
         let error = tokio::select! {
-            error = consume(sink.as_ref(), &url, &prefix, &notices) => error,
+            error = consume(sink.as_ref(), &url, &prefix, &routes) => error,
             _ = stop.changed() => return,
         };
-        sink.set_notices_subscribed(false);
+        if reports {
+            sink.set_notices_subscribed(false);
+        }
         tracing::warn!(%url, %error, retry_in = ?backoff, "rabbitmq notices unavailable; changes wait for the next poll");
         if started.elapsed() > Duration::from_secs(30) {
             backoff = Duration::from_millis(500);
@@ -511,7 +604,7 @@ async fn listen(
 }
 
 /// One connection's worth of consuming; returns why it ended.
-async fn consume(sink: &dyn Sink, url: &str, prefix: &str, notices: &mpsc::Sender<u64>) -> String {
+async fn consume(sink: &dyn Sink, url: &str, prefix: &str, routes: &NoticeRoutes) -> String {
     let connection = match tokio::time::timeout(
         CONNECT_TIMEOUT,
         Connection::connect(url, ConnectionProperties::default()),
@@ -563,7 +656,9 @@ async fn consume(sink: &dyn Sink, url: &str, prefix: &str, notices: &mpsc::Sende
     .await;
     let mut consumer = match result {
         Ok(consumer) => {
-            sink.set_notices_subscribed(true);
+            if routes.documents.is_some() {
+                sink.set_notices_subscribed(true);
+            }
             consumer
         }
         Err(e) => {
@@ -574,11 +669,34 @@ async fn consume(sink: &dyn Sink, url: &str, prefix: &str, notices: &mpsc::Sende
     while let Some(delivery) = consumer.next().await {
         match delivery {
             Ok(delivery) => {
-                let version = std::str::from_utf8(&delivery.data)
-                    .ok()
-                    .and_then(|t| t.trim().parse().ok())
-                    .unwrap_or(0);
-                if notices.send(version).await.is_err() {
+                let delivered = match (Notice::parse(&delivery.data), routes) {
+                    (
+                        Notice::Document(version),
+                        NoticeRoutes {
+                            documents: Some(to),
+                            ..
+                        },
+                    ) => to.send(version).await.is_ok(),
+                    (
+                        Notice::Overrides(version),
+                        NoticeRoutes {
+                            overrides: Some(to),
+                            ..
+                        },
+                    ) => {
+                        tracing::debug!(version, "node mode overrides change notice");
+                        // a full channel already holds a read to come
+                        !matches!(
+                            to.try_send(super::overrides::Wake::Read),
+                            Err(mpsc::error::TrySendError::Closed(_))
+                        )
+                    }
+                    (notice, _) => {
+                        tracing::debug!(?notice, "notice not followed here; dropped");
+                        true
+                    }
+                };
+                if !delivered {
                     let _ = connection.close(200, "bye").await;
                     return "the router stopped".into();
                 }
@@ -587,4 +705,22 @@ async fn consume(sink: &dyn Sink, url: &str, prefix: &str, notices: &mpsc::Sende
         }
     }
     "the consumer was cancelled".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_are_told_apart() {
+        assert_eq!(Notice::parse(b"7"), Notice::Document(7));
+        assert_eq!(Notice::parse(b" 8\n"), Notice::Document(8));
+        assert_eq!(Notice::parse(b"garbage"), Notice::Document(0));
+        assert_eq!(Notice::parse(&[0xff, 0xfe]), Notice::Document(0));
+        assert_eq!(Notice::parse(b"overrides:4"), Notice::Overrides(4));
+        assert_eq!(
+            Notice::parse(crate::routing::overrides::notice(9).as_bytes()),
+            Notice::Overrides(9)
+        );
+    }
 }
