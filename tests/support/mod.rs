@@ -15,7 +15,7 @@
 //!   a response body. It records every request it receives so that tests can
 //!   assert what the router forwarded.
 //!
-//! plus [`dataset`], [`compare`] and [`admin`] for the `admin` data-command
+//! plus [`dnsmasq`] (a real DNS server for SRV records), [`dataset`], [`compare`] and [`admin`] for the `admin` data-command
 //! tests (the data they copy, comparing two servers answer by answer,
 //! running the command), [`jobs`] (a key prefix of its own on Redis and
 //! RabbitMQ for the job-queue tests, worker processes, job records),
@@ -44,6 +44,7 @@
 pub mod admin;
 pub mod compare;
 pub mod dataset;
+pub mod dnsmasq;
 pub mod fake_node;
 pub mod influxd;
 pub mod jobs;
