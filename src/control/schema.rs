@@ -104,27 +104,17 @@ pub async fn read(server: &Influx, only: &[String], scope: Scope) -> Result<Sche
         }
         only.to_vec()
     };
-    let mut cqs: HashMap<String, Vec<ContinuousQuery>> = HashMap::new();
     let mut notes = Vec::new();
-    let cq_series = match scope {
-        Scope::Everything => match server.query_one(None, "SHOW CONTINUOUS QUERIES").await {
-            Ok(series) => series,
+    let mut cqs = match scope {
+        Scope::Everything => match continuous_queries(server).await {
+            Ok(cqs) => cqs,
             Err(e) => {
                 notes.push(format!("continuous queries not copied: {e}"));
-                Vec::new()
+                HashMap::new()
             }
         },
-        Scope::Storage => Vec::new(),
+        Scope::Storage => HashMap::new(),
     };
-    for series in cq_series {
-        let list = cqs.entry(series.name.clone()).or_default();
-        for row in &series.values {
-            list.push(ContinuousQuery {
-                name: str_of(series.get(row, "name")),
-                query: str_of(series.get(row, "query")),
-            });
-        }
-    }
     let mut databases = Vec::with_capacity(chosen.len());
     for name in chosen {
         let retention_policies = retention_policies(server, &name).await?;
@@ -144,6 +134,23 @@ pub async fn read(server: &Influx, only: &[String], scope: Scope) -> Result<Sche
         notes,
         users,
     })
+}
+
+/// The continuous queries of `server`, by database (`SHOW CONTINUOUS QUERIES`).
+pub async fn continuous_queries(
+    server: &Influx,
+) -> Result<HashMap<String, Vec<ContinuousQuery>>, ControlError> {
+    let mut cqs: HashMap<String, Vec<ContinuousQuery>> = HashMap::new();
+    for series in server.query_one(None, "SHOW CONTINUOUS QUERIES").await? {
+        let list = cqs.entry(series.name.clone()).or_default();
+        for row in &series.values {
+            list.push(ContinuousQuery {
+                name: str_of(series.get(row, "name")),
+                query: str_of(series.get(row, "query")),
+            });
+        }
+    }
+    Ok(cqs)
 }
 
 /// Fails when no database of `schema` has retention policy `rp` (when one
