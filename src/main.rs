@@ -76,6 +76,8 @@ enum AdminCommand {
     Restore(control::restore::RestoreArgs),
     /// Create a database on every node of a cluster (through a router)
     CreateDatabase(control::create_database::CreateDatabaseArgs),
+    /// Run a continuous query over past time, window by window; resumable
+    CqBackfill(control::cq_backfill::CqBackfillArgs),
     /// Put a job on the job queue and print its id (--wait: follow it to its end)
     Enqueue(control::jobs::commands::EnqueueArgs),
     /// List jobs, show one, or cancel one (`jobs cancel ID`)
@@ -207,6 +209,13 @@ fn admin(loaded: &LoadedConfig, command: AdminCommand) -> ExitCode {
                 Ok(())
             })
         }
+        AdminCommand::CqBackfill(args) => run_control(
+            control::cq_backfill::run(config, &args, Display::Auto, None),
+            |report| {
+                println!("{}", report.summary);
+                report.outcome()
+            },
+        ),
         AdminCommand::Enqueue(args) => run_control(
             async {
                 let (id, wait) = control::jobs::commands::enqueue(config, &args).await?;

@@ -14,11 +14,14 @@
 //! * [`status`]: `admin status`, the state of one or more routers.
 //! * [`http`]: the HTTP client the commands share.
 //! * [`converge`]: copy, verify and repair, shared by rebalance and recover-node.
+//! * [`cq_backfill`]: a continuous query run over past time ([`cq`] reads its text).
 
 pub mod answer;
 pub mod backfill;
 pub mod backup;
 pub mod converge;
+pub mod cq;
+pub mod cq_backfill;
 pub mod create_database;
 pub mod endpoint;
 pub mod http;

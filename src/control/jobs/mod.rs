@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::backfill::BackfillArgs;
 use super::backup::BackupArgs;
+use super::cq_backfill::CqBackfillArgs;
 use super::create_database::CreateDatabaseArgs;
 use super::restore::RestoreArgs;
 use super::sync_schema::SyncSchemaArgs;
@@ -40,16 +41,18 @@ pub enum JobCommand {
     Backup(BackupArgs),
     Restore(RestoreArgs),
     CreateDatabase(CreateDatabaseArgs),
+    CqBackfill(CqBackfillArgs),
 }
 
 /// The kinds a job may be.
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
     "sync-schema",
     "backfill",
     "verify",
     "backup",
     "restore",
     "create-database",
+    "cq-backfill",
 ];
 
 impl JobCommand {

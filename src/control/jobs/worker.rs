@@ -27,7 +27,9 @@ use crate::config::Config;
 use crate::control::endpoint::{self, Allow};
 use crate::control::progress::{Display, Meter};
 use crate::control::ControlError;
-use crate::control::{backfill, backup, create_database, restore, sync_schema, verify};
+use crate::control::{
+    backfill, backup, cq_backfill, create_database, restore, sync_schema, verify,
+};
 
 /// How often a running job's record and locks are refreshed.
 const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -285,6 +287,15 @@ async fn lock_targets(config: &Config, command: &JobCommand) -> Result<Vec<Strin
         JobCommand::CreateDatabase(a) => {
             let nodes = create_database::targets(config, a).await?;
             return Ok(nodes.into_iter().map(|n| n.base).collect());
+        }
+        JobCommand::CqBackfill(a) => {
+            let mut nodes: Vec<String> = cq_backfill::targets(config, a)
+                .await?
+                .into_iter()
+                .map(|n| n.base)
+                .collect();
+            nodes.sort();
+            return Ok(nodes);
         }
         JobCommand::Verify(_) | JobCommand::Backup(_) => None,
     };
@@ -570,6 +581,12 @@ async fn execute(
         }
         JobCommand::CreateDatabase(args) => {
             create_database::run(config, args).await.map(|r| r.summary)
+        }
+        JobCommand::CqBackfill(args) => {
+            let mut ledger = store.ledger(id)?;
+            let report = cq_backfill::run(config, args, display, Some(&mut ledger)).await?;
+            report.outcome()?;
+            Ok(report.summary)
         }
     }
 }
