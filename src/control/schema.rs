@@ -83,6 +83,9 @@ impl Schema {
 pub enum Scope {
     /// Databases and retention policies only.
     Storage,
+    /// Databases, retention policies and continuous queries: no users (what
+    /// a router copies to a cluster that newly holds a database).
+    Databases,
     /// Also continuous queries, users and privileges.
     Everything,
 }
@@ -106,7 +109,7 @@ pub async fn read(server: &Influx, only: &[String], scope: Scope) -> Result<Sche
     };
     let mut notes = Vec::new();
     let mut cqs = match scope {
-        Scope::Everything => match continuous_queries(server).await {
+        Scope::Databases | Scope::Everything => match continuous_queries(server).await {
             Ok(cqs) => cqs,
             Err(e) => {
                 notes.push(format!("continuous queries not copied: {e}"));
@@ -302,7 +305,8 @@ impl Passwords {
 }
 
 /// The statements that give `dst` every database, retention policy and (for
-/// [`Scope::Everything`]) continuous query and user of `src`.
+/// [`Scope::Databases`]) continuous query and (for [`Scope::Everything`])
+/// user of `src`.
 pub fn plan(src: &Schema, dst: &Schema, scope: Scope, passwords: &Passwords) -> Plan {
     let mut plan = Plan::default();
     plan.skipped.extend(src.notes.iter().cloned());
@@ -375,7 +379,7 @@ fn plan_database(src: &Database, dst: Option<&Database>, scope: Scope, plan: &mu
             }
         }
     }
-    if scope == Scope::Everything {
+    if scope != Scope::Storage {
         for cq in &src.continuous_queries {
             if !defines_cq(&cq.query, &cq.name, &src.name) {
                 plan.skipped.push(format!(
