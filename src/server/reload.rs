@@ -178,10 +178,18 @@ fn lock(running: &Mutex<Config>) -> std::sync::MutexGuard<'_, Config> {
 }
 
 /// Builds and publishes a table from `config` unless it routes like the live one.
+/// A table that gives a database a cluster it did not have is held until
+/// that cluster has the schema (see [`super::schema_first`]); it is
+/// reported as `Swapped` with the version it is published as.
 fn publish(shared: &Arc<Shared>, running: &mut Config, config: Config, origin: &str) -> Applied {
     if let Some(problem) = duplicate_node_name(&config) {
         return refuse(shared, origin, vec![format!("{origin}: {problem}")]);
     }
+    if let Some(version) = shared.schema_first.held_version(&config) {
+        *running = config;
+        return Applied::Swapped(version);
+    }
+    let superseded = shared.schema_first.supersede();
     let current = shared.routing.load();
     if same_routing(&current, &config) {
         *running = config;
@@ -191,14 +199,40 @@ fn publish(shared: &Arc<Shared>, running: &mut Config, config: Config, origin: &
     let table = match RoutingTable::build(&config, version, origin, Some(&current), &shared.monitor)
     {
         Ok(table) => table,
-        Err(e) => return refuse(shared, origin, vec![format!("{origin}: {e}")]),
+        Err(e) => {
+            let refused = refuse(shared, origin, vec![format!("{origin}: {e}")]);
+            if let Some(superseded) = superseded {
+                super::schema_first::hold_again(shared, &current, running, superseded);
+            }
+            return refused;
+        }
     };
-    shared.routing.publish(table);
+    let published = superseded.map(|s| s.published);
+    let look = super::schema_first::may_add_targets(published.as_ref().unwrap_or(running), &config);
+    if look && super::schema_first::can_hold() {
+        let published = published.unwrap_or_else(|| running.clone());
+        let version = super::schema_first::hold(shared, table, published, &config, origin);
+        *running = config;
+        return Applied::Swapped(version);
+    }
     *running = config;
+    swap_in(shared, table, origin);
+    Applied::Swapped(version)
+}
+
+/// Makes `table` the live one: node tasks follow, the swap is counted.
+pub(super) fn swap_in(shared: &Arc<Shared>, table: RoutingTable, origin: &str) -> u64 {
+    let version = table.version();
+    shared.routing.publish(table);
     shared.node_tasks.sync(shared, &shared.routing.load());
     shared.reloads.update(|s| s.swaps += 1);
     shared.monitor.table_swapped(version, origin);
-    Applied::Swapped(version)
+    version
+}
+
+/// The running configuration, locked (what serialises publishing).
+pub(super) fn lock_running(shared: &Shared) -> std::sync::MutexGuard<'_, Config> {
+    lock(&shared.running)
 }
 
 /// Gives every SRV cluster of `candidate` the nodes `running` has for it,
