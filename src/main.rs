@@ -80,6 +80,8 @@ enum AdminCommand {
     Rebalance(control::rebalance::RebalanceArgs),
     /// Make a replica whole again (write-only, restore, copy, verify), then let it serve reads
     RecoverNode(control::recover_node::RecoverNodeArgs),
+    /// Run a continuous query over past time, window by window; resumable
+    CqBackfill(control::cq_backfill::CqBackfillArgs),
     /// Put a job on the job queue and print its id (--wait: follow it to its end)
     Enqueue(control::jobs::commands::EnqueueArgs),
     /// List jobs, show one, or cancel one (`jobs cancel ID`)
@@ -227,6 +229,13 @@ fn admin(loaded: &LoadedConfig, command: AdminCommand) -> ExitCode {
             control::recover_node::run(config, &args, Display::Auto, None),
             |report| {
                 print!("{}", report.text());
+                report.outcome()
+            },
+        ),
+        AdminCommand::CqBackfill(args) => run_control(
+            control::cq_backfill::run(config, &args, Display::Auto, None),
+            |report| {
+                println!("{}", report.summary);
                 report.outcome()
             },
         ),

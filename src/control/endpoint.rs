@@ -165,6 +165,36 @@ pub async fn cluster_members(
         .collect())
 }
 
+/// Every write-enabled node of every cluster that may hold data of `db`
+/// under the routing table in force (its `[[route]]` targets and, unless a
+/// rule takes all of `db`, the default cluster).
+pub async fn holding(config: &Config, db: &str) -> Result<Vec<Endpoint>, ControlError> {
+    let table = routing_table(config).await?;
+    let names: Vec<&str> = table.clusters.iter().map(|c| c.name.as_str()).collect();
+    let default = names
+        .iter()
+        .position(|n| *n == table.routing.default_cluster)
+        .unwrap_or(0);
+    let rules = crate::routing::rules::Rules::compile(&table.routes, &names, default)
+        .with_moves(&table.moves, &names);
+    let mut out = Vec::new();
+    for index in rules.clusters_for_db(db) {
+        let Some(cluster) = table.clusters.get(index) else {
+            continue;
+        };
+        let nodes = cluster_nodes(cluster, &table).await?;
+        let writable: Vec<&NodeConfig> = nodes.iter().filter(|n| n.mode.accepts_writes()).collect();
+        if writable.is_empty() {
+            return Err(ControlError::Failed(format!(
+                "cluster {:?} (which holds {db:?}) has no node that takes writes",
+                cluster.name
+            )));
+        }
+        out.extend(writable.into_iter().map(|n| node_endpoint(cluster, n)));
+    }
+    Ok(out)
+}
+
 /// The configuration holding the routing table in force: the Redis
 /// document with `source = "redis"`, else `config` itself.
 pub async fn routing_table(config: &Config) -> Result<Config, ControlError> {
@@ -349,5 +379,44 @@ mod tests {
             Err(ControlError::Failed(m)) => assert!(m.contains("unknown cluster"), "{m}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn the_clusters_holding_a_database_follow_the_routes() {
+        let config = Config::from_toml_str(
+            r#"
+            [routing]
+            default_cluster = "main"
+            [[cluster]]
+            name = "main"
+            nodes = [
+              { name = "a", url = "http://127.0.0.1:1" },
+              { name = "b", url = "http://127.0.0.1:2", mode = "read-only" },
+            ]
+            [[cluster]]
+            name = "more"
+            username = "m"
+            nodes = [{ name = "c", url = "http://127.0.0.1:3" }]
+            [[route]]
+            database = "big"
+            shard = ["main", "more"]
+            [[route]]
+            database = "far"
+            cluster = "more"
+            "#,
+            "test",
+        )
+        .unwrap();
+        let labels = |e: Vec<Endpoint>| e.into_iter().map(|e| e.label).collect::<Vec<_>>();
+        assert_eq!(
+            labels(holding(&config, "big").await.unwrap()),
+            ["main/a", "more/c"]
+        );
+        assert_eq!(labels(holding(&config, "far").await.unwrap()), ["more/c"]);
+        assert_eq!(labels(holding(&config, "x").await.unwrap()), ["main/a"]);
+        assert_eq!(
+            holding(&config, "far").await.unwrap()[0].user.as_deref(),
+            Some("m")
+        );
     }
 }

@@ -17,12 +17,16 @@
 //! * [`recover_node`]: `admin recover-node`, with [`overrides`] (writing node
 //!   mode overrides) and [`receipts`] (waiting until every router applied a change).
 //! * [`auto_recover`]: claiming a new node and enqueueing its recover-node job.
+//! * [`cq_backfill`]: a continuous query run over past time ([`cq`] reads its text).
+//! * [`moves`] and [`rebalance`]: data on a cluster that no longer owns it, and moving it.
 
 pub mod answer;
 pub mod auto_recover;
 pub mod backfill;
 pub mod backup;
 pub mod converge;
+pub mod cq;
+pub mod cq_backfill;
 pub mod create_database;
 pub mod endpoint;
 pub mod http;

@@ -83,6 +83,9 @@ impl Schema {
 pub enum Scope {
     /// Databases and retention policies only.
     Storage,
+    /// Databases, retention policies and continuous queries: no users (what
+    /// a router copies to a cluster that newly holds a database).
+    Databases,
     /// Also continuous queries, users and privileges.
     Everything,
 }
@@ -104,27 +107,17 @@ pub async fn read(server: &Influx, only: &[String], scope: Scope) -> Result<Sche
         }
         only.to_vec()
     };
-    let mut cqs: HashMap<String, Vec<ContinuousQuery>> = HashMap::new();
     let mut notes = Vec::new();
-    let cq_series = match scope {
-        Scope::Everything => match server.query_one(None, "SHOW CONTINUOUS QUERIES").await {
-            Ok(series) => series,
+    let mut cqs = match scope {
+        Scope::Databases | Scope::Everything => match continuous_queries(server).await {
+            Ok(cqs) => cqs,
             Err(e) => {
                 notes.push(format!("continuous queries not copied: {e}"));
-                Vec::new()
+                HashMap::new()
             }
         },
-        Scope::Storage => Vec::new(),
+        Scope::Storage => HashMap::new(),
     };
-    for series in cq_series {
-        let list = cqs.entry(series.name.clone()).or_default();
-        for row in &series.values {
-            list.push(ContinuousQuery {
-                name: str_of(series.get(row, "name")),
-                query: str_of(series.get(row, "query")),
-            });
-        }
-    }
     let mut databases = Vec::with_capacity(chosen.len());
     for name in chosen {
         let retention_policies = retention_policies(server, &name).await?;
@@ -144,6 +137,23 @@ pub async fn read(server: &Influx, only: &[String], scope: Scope) -> Result<Sche
         notes,
         users,
     })
+}
+
+/// The continuous queries of `server`, by database (`SHOW CONTINUOUS QUERIES`).
+pub async fn continuous_queries(
+    server: &Influx,
+) -> Result<HashMap<String, Vec<ContinuousQuery>>, ControlError> {
+    let mut cqs: HashMap<String, Vec<ContinuousQuery>> = HashMap::new();
+    for series in server.query_one(None, "SHOW CONTINUOUS QUERIES").await? {
+        let list = cqs.entry(series.name.clone()).or_default();
+        for row in &series.values {
+            list.push(ContinuousQuery {
+                name: str_of(series.get(row, "name")),
+                query: str_of(series.get(row, "query")),
+            });
+        }
+    }
+    Ok(cqs)
 }
 
 /// Fails when no database of `schema` has retention policy `rp` (when one
@@ -295,7 +305,8 @@ impl Passwords {
 }
 
 /// The statements that give `dst` every database, retention policy and (for
-/// [`Scope::Everything`]) continuous query and user of `src`.
+/// [`Scope::Databases`]) continuous query and (for [`Scope::Everything`])
+/// user of `src`.
 pub fn plan(src: &Schema, dst: &Schema, scope: Scope, passwords: &Passwords) -> Plan {
     let mut plan = Plan::default();
     plan.skipped.extend(src.notes.iter().cloned());
@@ -368,7 +379,7 @@ fn plan_database(src: &Database, dst: Option<&Database>, scope: Scope, plan: &mu
             }
         }
     }
-    if scope == Scope::Everything {
+    if scope != Scope::Storage {
         for cq in &src.continuous_queries {
             if !defines_cq(&cq.query, &cq.name, &src.name) {
                 plan.skipped.push(format!(

@@ -10,7 +10,7 @@ use crate::config::Config;
 use super::endpoint::{self, Allow};
 use super::http::HttpClient;
 use super::influx::Influx;
-use super::schema::{self, Passwords, Plan, Scope};
+use super::schema::{self, Passwords, Plan, Schema, Scope};
 use super::ControlError;
 
 /// The arguments of `admin sync-schema`.
@@ -109,22 +109,53 @@ pub async fn sync(
     passwords: &Passwords,
     dry_run: bool,
 ) -> Result<SyncReport, ControlError> {
-    let wanted = schema::read(src, databases, Scope::Everything).await?;
+    sync_scope(src, dst, databases, Scope::Everything, passwords, dry_run).await
+}
+
+/// Gives one node `dst` every database of `wanted` (read with
+/// [`Scope::Databases`]) with its retention policies and continuous
+/// queries, not users: what a router does before it sends a cluster writes
+/// of databases it did not hold. Returns what it ran.
+pub async fn apply_databases(wanted: &Schema, dst: &Influx) -> Result<Plan, ControlError> {
+    apply_node(wanted, dst, Scope::Databases, &Passwords::default(), false).await
+}
+
+async fn sync_scope(
+    src: &Influx,
+    dst: &[Influx],
+    databases: &[String],
+    scope: Scope,
+    passwords: &Passwords,
+    dry_run: bool,
+) -> Result<SyncReport, ControlError> {
+    let wanted = schema::read(src, databases, scope).await?;
     let mut nodes = Vec::with_capacity(dst.len());
     for node in dst {
-        let existing = schema::database_names(node).await?;
-        let present: Vec<String> = wanted
-            .databases
-            .iter()
-            .map(|d| d.name.clone())
-            .filter(|n| existing.contains(n))
-            .collect();
-        let have = schema::read(node, &present, Scope::Everything).await?;
-        let plan = schema::plan(&wanted, &have, Scope::Everything, passwords);
-        if !dry_run {
-            schema::apply(node, &plan).await?;
-        }
+        let plan = apply_node(&wanted, node, scope, passwords, dry_run).await?;
         nodes.push((node.label().to_string(), plan));
     }
     Ok(SyncReport { dry_run, nodes })
+}
+
+/// What `node` lacks of `wanted`, run unless `dry_run`.
+async fn apply_node(
+    wanted: &Schema,
+    node: &Influx,
+    scope: Scope,
+    passwords: &Passwords,
+    dry_run: bool,
+) -> Result<Plan, ControlError> {
+    let existing = schema::database_names(node).await?;
+    let present: Vec<String> = wanted
+        .databases
+        .iter()
+        .map(|d| d.name.clone())
+        .filter(|n| existing.contains(n))
+        .collect();
+    let have = schema::read(node, &present, scope).await?;
+    let plan = schema::plan(wanted, &have, scope, passwords);
+    if !dry_run {
+        schema::apply(node, &plan).await?;
+    }
+    Ok(plan)
 }

@@ -230,6 +230,46 @@ pub fn parse_go_duration(text: &str) -> Result<i64, String> {
     i64::try_from(total).map_err(|_| bad())
 }
 
+/// An InfluxQL duration literal (`1m`, `90s`, `1h30m`, `500ms`, `10u`,
+/// `2w`) in nanoseconds. A bare number is not a duration.
+pub fn parse_influxql_duration(text: &str) -> Result<i64, String> {
+    let bad = || format!("invalid duration {text:?}");
+    if text.is_empty() {
+        return Err(bad());
+    }
+    let mut rest = text;
+    let mut total: i128 = 0;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let (number, tail) = rest.split_at(digits);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let per: i128 = match unit {
+            "ns" => 1,
+            "u" | "µ" | "us" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "d" => 86_400_000_000_000,
+            "w" => 604_800_000_000_000,
+            _ => return Err(bad()),
+        };
+        let n: i128 = number.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(per)
+            .and_then(|v| v.checked_add(total))
+            .ok_or_else(bad)?;
+        rest = tail;
+    }
+    i64::try_from(total).map_err(|_| bad())
+}
+
 /// A duration as an InfluxQL literal in its largest exact unit (`168h`, `90m`, `0s`).
 pub fn influxql_duration(ns: i64) -> String {
     for (unit, per) in [
@@ -342,6 +382,13 @@ mod tests {
         assert_eq!(influxql_duration(168 * 3_600 * NS_PER_SEC), "1w");
         assert_eq!(influxql_duration(90 * 60 * NS_PER_SEC), "90m");
         assert_eq!(influxql_duration(0), "0s");
+        assert_eq!(parse_influxql_duration("1h30m"), Ok(90 * 60 * NS_PER_SEC));
+        assert_eq!(parse_influxql_duration("2w"), Ok(14 * 86_400 * NS_PER_SEC));
+        assert_eq!(parse_influxql_duration("500ms"), Ok(500_000_000));
+        assert_eq!(parse_influxql_duration("10u"), Ok(10_000));
+        for bad in ["", "5", "m", "1x", "1.5s", "99999999999999999999w"] {
+            assert!(parse_influxql_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -43,6 +43,7 @@ mod own;
 pub mod prom;
 pub mod query;
 pub mod reload;
+mod schema_first;
 pub mod spread;
 pub mod status;
 pub mod targets;
@@ -119,6 +120,8 @@ pub struct Shared {
     pub coalescer: Option<coalesce::Coalescer>,
     /// The `[limits]` in force; `None` when none is set.
     pub limiter: Option<limits::Limiter>,
+    /// A routing table held until clusters it newly targets have the schema.
+    schema_first: schema_first::Gate,
 }
 
 /// Why the router could not start.
@@ -186,6 +189,7 @@ impl Shared {
             running: std::sync::Mutex::new(config.clone()),
             coalescer: config.write.coalesce.map(coalesce::Coalescer::new),
             limiter: limits::Limiter::new(&config.limits),
+            schema_first: schema_first::Gate::default(),
             config,
         }))
     }

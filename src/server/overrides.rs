@@ -288,7 +288,7 @@ pub fn apply(shared: &Arc<Shared>, version: u64, read: Overrides, read_at: Insta
 /// This router's receipt (without its time).
 pub fn receipt(shared: &Shared) -> Receipt {
     Receipt {
-        routing_version: shared.reloads.state().document_version.unwrap_or(0),
+        routing_version: shared.reloads.state().live_document_version.unwrap_or(0),
         overrides_version: shared.overrides.version(),
         at_ms: 0,
     }

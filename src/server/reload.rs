@@ -30,8 +30,12 @@ pub struct ReloadState {
     /// With `source = "redis"`: whether the router's notice queue is bound
     /// to the exchange right now (`None` with other sources).
     pub notices_subscribed: Option<bool>,
-    /// The Redis routing document's version the live table follows.
+    /// The latest Redis routing document's version handed to this module.
     pub document_version: Option<u64>,
+    /// The version of the document the live table was built from: behind
+    /// [`ReloadState::document_version`] while a table is held for its
+    /// schema copy (see [`super::schema_first`]). Receipts report this one.
+    pub live_document_version: Option<u64>,
 }
 
 /// A candidate table that was not published, and why.
@@ -52,7 +56,7 @@ impl Reloads {
         self.update(|s| s.notices_subscribed = Some(subscribed));
     }
 
-    fn update(&self, change: impl FnOnce(&mut ReloadState)) {
+    pub(super) fn update(&self, change: impl FnOnce(&mut ReloadState)) {
         if let Ok(mut state) = self.state.lock() {
             change(&mut state);
         }
@@ -91,9 +95,13 @@ impl Sink for Publisher {
     }
 
     fn set_document_version(&self, version: u64) {
-        self.0
-            .reloads
-            .update(|s| s.document_version = Some(version));
+        let holding = self.0.schema_first.holding();
+        self.0.reloads.update(|s| {
+            s.document_version = Some(version);
+            if !holding {
+                s.live_document_version = Some(version);
+            }
+        });
     }
 
     fn apply_overrides(
@@ -200,12 +208,20 @@ fn lock(running: &Mutex<Config>) -> std::sync::MutexGuard<'_, Config> {
 }
 
 /// Builds and publishes a table from `config` (with the node mode
-/// overrides on top) unless it routes like the live one.
+/// overrides on top) unless it routes like the live one. A table that gives
+/// a database a cluster it did not have is held until that cluster has the
+/// schema (see [`super::schema_first`]); it is reported as `Swapped` with
+/// the version it is published as.
 fn publish(shared: &Arc<Shared>, running: &mut Config, config: Config, origin: &str) -> Applied {
     if let Some(problem) = duplicate_node_name(&config) {
         return refuse(shared, origin, vec![format!("{origin}: {problem}")]);
     }
     let (effective, new) = shared.overrides.effective(shared, running, &config);
+    if let Some(version) = shared.schema_first.held_version(&effective) {
+        *running = config;
+        return Applied::Swapped(version);
+    }
+    let superseded = shared.schema_first.supersede();
     let current = shared.routing.load();
     if same_routing(&current, &effective) {
         shared.overrides.published(shared, &config, new);
@@ -216,15 +232,42 @@ fn publish(shared: &Arc<Shared>, running: &mut Config, config: Config, origin: &
     let table =
         match RoutingTable::build(&effective, version, origin, Some(&current), &shared.monitor) {
             Ok(table) => table,
-            Err(e) => return refuse(shared, origin, vec![format!("{origin}: {e}")]),
+            Err(e) => {
+                let refused = refuse(shared, origin, vec![format!("{origin}: {e}")]);
+                if let Some(superseded) = superseded {
+                    super::schema_first::hold_again(shared, &current, running, superseded);
+                }
+                return refused;
+            }
         };
-    shared.routing.publish(table);
+    let published = superseded.map(|s| s.published);
+    let look = super::schema_first::may_add_targets(published.as_ref().unwrap_or(running), &config);
+    if look && super::schema_first::can_hold() {
+        let published = published.unwrap_or_else(|| running.clone());
+        let version = super::schema_first::hold(shared, table, published, &effective, origin);
+        shared.overrides.published(shared, &config, new);
+        *running = config;
+        return Applied::Swapped(version);
+    }
+    swap_in(shared, table, origin);
     shared.overrides.published(shared, &config, new);
     *running = config;
+    Applied::Swapped(version)
+}
+
+/// Makes `table` the live one: node tasks follow, the swap is counted.
+pub(super) fn swap_in(shared: &Arc<Shared>, table: RoutingTable, origin: &str) -> u64 {
+    let version = table.version();
+    shared.routing.publish(table);
     shared.node_tasks.sync(shared, &shared.routing.load());
     shared.reloads.update(|s| s.swaps += 1);
     shared.monitor.table_swapped(version, origin);
-    Applied::Swapped(version)
+    version
+}
+
+/// The running configuration, locked (what serialises publishing).
+pub(super) fn lock_running(shared: &Shared) -> std::sync::MutexGuard<'_, Config> {
+    lock(&shared.running)
 }
 
 /// Gives every SRV cluster of `candidate` the nodes `running` has for it,

@@ -68,6 +68,8 @@ pub struct Influxd {
     https: Option<HttpsFiles>,
     /// With `auth-enabled = true`: the admin user the harness talks as.
     admin: Option<(String, String)>,
+    /// Whether the continuous query service runs (every second).
+    cq_service: bool,
 }
 
 /// The PEM files of an `influxd` that serves HTTPS.
@@ -117,7 +119,7 @@ impl Influxd {
     /// credentials); the harness's own requests then carry them.
     pub async fn start_with_admin(user: &str, password: &str) -> Influxd {
         let mut influxd = tokio::task::block_in_place(|| {
-            Influxd::start_configured(None, Some((user.to_string(), password.to_string())))
+            Influxd::start_configured(None, Some((user.to_string(), password.to_string())), false)
         });
         let q = format!(
             "CREATE USER {} WITH PASSWORD '{}' WITH ALL PRIVILEGES",
@@ -135,10 +137,21 @@ impl Influxd {
     }
 
     fn start_with(https: Option<HttpsFiles>) -> Influxd {
-        Influxd::start_configured(https, None)
+        Influxd::start_configured(https, None, false)
     }
 
-    fn start_configured(https: Option<HttpsFiles>, admin: Option<(String, String)>) -> Influxd {
+    /// Like [`start`](Self::start) with the continuous query service on,
+    /// checking every second (`[continuous_queries] run-interval = "1s"`),
+    /// so CQs with short intervals run while a test watches.
+    pub fn start_with_cq_service() -> Influxd {
+        Influxd::start_configured(None, None, true)
+    }
+
+    fn start_configured(
+        https: Option<HttpsFiles>,
+        admin: Option<(String, String)>,
+        cq_service: bool,
+    ) -> Influxd {
         let binary = find_on_path("influxd").unwrap_or_else(|| panic!("{NOT_INSTALLED}"));
         let dir = tempfile::Builder::new()
             .prefix("influxd-test-")
@@ -166,6 +179,7 @@ impl Influxd {
             client,
             https,
             admin,
+            cq_service,
         };
         for attempt in 1..=START_ATTEMPTS {
             let (http_port, rpc_port) = super::free_port_pair();
@@ -449,8 +463,9 @@ bind-address = "127.0.0.1:{rpc}"
   enabled = false
 
 [continuous_queries]
-  enabled = false
+  enabled = {cqs}
   log-enabled = false
+  run-interval = "1s"
 "#,
             rpc = self.rpc_port,
             http = self.http_port,
@@ -459,6 +474,7 @@ bind-address = "127.0.0.1:{rpc}"
             wal = path("wal"),
             https = https,
             auth = self.admin.is_some(),
+            cqs = self.cq_service,
         );
         fs::write(self.config_path(), config).expect("cannot write the influxd config");
     }

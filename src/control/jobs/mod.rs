@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::backfill::BackfillArgs;
 use super::backup::BackupArgs;
+use super::cq_backfill::CqBackfillArgs;
 use super::create_database::CreateDatabaseArgs;
 use super::rebalance::RebalanceArgs;
 use super::recover_node::RecoverNodeArgs;
@@ -44,10 +45,11 @@ pub enum JobCommand {
     CreateDatabase(CreateDatabaseArgs),
     Rebalance(RebalanceArgs),
     RecoverNode(RecoverNodeArgs),
+    CqBackfill(CqBackfillArgs),
 }
 
 /// The kinds a job may be.
-pub const KINDS: [&str; 8] = [
+pub const KINDS: [&str; 9] = [
     "sync-schema",
     "backfill",
     "verify",
@@ -56,6 +58,7 @@ pub const KINDS: [&str; 8] = [
     "create-database",
     "rebalance",
     "recover-node",
+    "cq-backfill",
 ];
 
 impl JobCommand {

@@ -28,7 +28,8 @@ use crate::control::endpoint::{self, Allow};
 use crate::control::progress::{Display, Meter};
 use crate::control::ControlError;
 use crate::control::{
-    backfill, backup, create_database, rebalance, recover_node, restore, sync_schema, verify,
+    backfill, backup, cq_backfill, create_database, rebalance, recover_node, restore, sync_schema,
+    verify,
 };
 
 /// How often a running job's record and locks are refreshed.
@@ -299,6 +300,15 @@ async fn lock_targets(config: &Config, command: &JobCommand) -> Result<Vec<Strin
             let node = format!("{}/{}", a.cluster, a.node);
             let nodes = endpoint::resolve(&node, config, Allow::Node).await?;
             return Ok(nodes.into_iter().map(|n| n.base).collect());
+        }
+        JobCommand::CqBackfill(a) => {
+            let mut nodes: Vec<String> = cq_backfill::targets(config, a)
+                .await?
+                .into_iter()
+                .map(|n| n.base)
+                .collect();
+            nodes.sort();
+            return Ok(nodes);
         }
         JobCommand::Verify(_) | JobCommand::Backup(_) => None,
     };
@@ -599,6 +609,12 @@ async fn execute(
                 .await?;
             report.outcome()?;
             Ok(report.summary())
+        }
+        JobCommand::CqBackfill(args) => {
+            let mut ledger = store.ledger(id)?;
+            let report = cq_backfill::run(config, args, display, Some(&mut ledger)).await?;
+            report.outcome()?;
+            Ok(report.summary)
         }
     }
 }
