@@ -176,13 +176,7 @@ python3 -c "print(f'    loaded in {$t1 - $t0:.1f} s ({$total / ($t1 - $t0):,.0f}
 
 # let SRC write its cache to TSM files and finish compacting: the export reads files
 say "waiting until SRC's files settle"
-last="" stable=0
-for _ in $(seq 240); do
-    listing=$(find "$work/src/data/bench" "$work/src/wal/bench" -type f -printf '%p %s\n' 2>/dev/null | sort | md5sum)
-    if [[ $listing == "$last" ]]; then stable=$((stable + 1)); else stable=0; last=$listing; fi
-    [[ $stable -ge 6 ]] && break
-    sleep 0.5
-done
+wait_settled bench src
 counts src > "$work/counts-src"
 counted=$(awk '$2 == "value" {n += $3} END {print n + 0}' "$work/counts-src")
 if [[ $counted != "$total" ]]; then

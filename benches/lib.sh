@@ -114,6 +114,20 @@ machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; 
 ticks_per_s=$(getconf CLK_TCK)
 now() { date +%s.%N; }
 
+# wait_settled DB NAME...: waits (at most 2 minutes) until the files of DB on the
+# nodes named stay the same for 3 s: their cache is in TSM files and compacted
+wait_settled() {
+    local db=$1 last="" stable=0 listing name dirs=()
+    shift
+    for name in "$@"; do dirs+=("$work/$name/data/$db" "$work/$name/wal/$db"); done
+    for _ in $(seq 240); do
+        listing=$(find "${dirs[@]}" -type f -printf '%p %s\n' 2>/dev/null | sort | md5sum)
+        if [[ $listing == "$last" ]]; then stable=$((stable + 1)); else stable=0; last=$listing; fi
+        [[ $stable -ge 6 ]] && break
+        sleep 0.5
+    done
+}
+
 # counts NAME [DB]: every field's count in DB (default bench) on node NAME,
 # as sorted "measurement field count" lines
 counts() {

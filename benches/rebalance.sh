@@ -9,7 +9,8 @@
 #   load     `admin routes push` of a table sharding db bench over a and b;
 #            MEASUREMENTS x SERIES x POINTS points (default 40 x 50 x 1,000 =
 #            2 million; fields v integer and f float; timestamps over WEEKS
-#            weeks) written through the router
+#            weeks) written through the router; then it waits until the
+#            influxds have written their cache to TSM files and compacted them
 #   phase A  a writer posts WRITER_BATCH-line batches through the router at a
 #            steady offered rate (WRITER_RATE points/s; 0: as fast as one
 #            connection goes), to every measurement in turn, for PHASE seconds
@@ -224,6 +225,10 @@ PY
 t1=$(now)
 python3 -c "print(f'    loaded in {$t1 - $t0:.1f} s ({$total / ($t1 - $t0):,.0f} points/s, generator included)')"
 
+# as old data would be: in TSM files, compacted (no compaction of the load in phase A)
+say "waiting until the files of a and b settle"
+wait_settled bench a b
+
 # vcounts NAME...: "measurement count-of-v" lines of the nodes named, summed
 vcounts() {
     local name
@@ -339,7 +344,13 @@ if [[ $state != done ]]; then
     echo "error: job $job is $state, not done: $summary" >&2
     exit 1
 fi
-echo "    job $job: $summary"
+attempts=$(redis-cli -h 127.0.0.1 -p 6379 hget "$prefix:job:$job" attempts)
+resumes=$(redis-cli -h 127.0.0.1 -p 6379 hget "$prefix:job:$job" resumes)
+echo "    job $job: $summary (attempts $attempts, resumes $resumes)"
+if grep -Eq ' (WARN|ERROR) ' "$work/worker.log"; then
+    echo "    the worker's warnings and errors:"
+    grep -E ' (WARN|ERROR) ' "$work/worker.log" | cut -c1-400 | sed 's/^/      /'
+fi
 loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # the end state: each measurement on exactly one cluster, every point there once
