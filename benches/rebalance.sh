@@ -441,10 +441,11 @@ print(f"    phase A (alone, {phase:.0f} s)   {wa[0]:9,.0f} points/s  latency p50
 print(f"    phase B (during the move) {wb[0]:9,.0f} points/s  latency p50 {wb[2]:.1f} ms, p99 {wb[3]:.1f} ms, max {wb[4]:.1f} ms")
 print(f"    ratio B/A: throughput {wb[0] / wa[0]:.2f}, p50 latency {wb[2] / wa[2]:.2f}, p99 latency {wb[3] / wa[3]:.2f}")
 print(f"  router    peak RSS: load {rss_load / 1024:.1f} MB, phase A {rss_a / 1024:.1f} MB, phase B {rss_b / 1024:.1f} MB")
-print("  CPU s (cores used):      router  influxd a  influxd b  influxd c  writer  worker  machine")
+print("  CPU s:                    router  influxd a  influxd b  influxd c  writer  worker  machine (the rest: other load)")
 for name, (a, b), extra in (("phase A", ("a0", "a1"), None), ("phase B", ("b0", "b1"), worker_cpu)):
     t, router, na, nb, nc, wr, machine = cpu(a, b)
     w = f"{extra:6.1f}" if extra is not None else "     -"
+    other = max(machine - router - na - nb - nc - wr - (extra or 0), 0)
     print(f"    {name} ({t:5.1f} s)   {router:6.1f}   {na:8.1f}   {nb:8.1f}   {nc:8.1f}  {wr:6.1f}  {w}  {machine:6.1f}"
-          f"  ({machine / t:.2f} cores busy)")
+          f"  ({machine / t:.2f} cores busy; other load {other / t:.2f} cores)")
 PY
