@@ -323,6 +323,7 @@ say "the push recorded $recorded move(s): $(grep -m1 'move(s)' "$work/push-v2.ou
 if (( recorded == 0 )); then echo "error: no move recorded; nothing to measure" >&2; exit 1; fi
 job=$(admin enqueue rebalance --db bench 2> "$work/enqueue.err" | head -1) \
     || { echo "error: admin enqueue failed:" >&2; cat "$work/enqueue.err" >&2; exit 1; }
+[[ -n $job ]] || { echo "error: admin enqueue printed no job id:" >&2; cat "$work/enqueue.err" >&2; exit 1; }
 snapshot b0
 if ! RUST_LOG=info /usr/bin/time -v -o "$work/worker.time" "$router" admin -c "$work/admin.toml" worker --once \
     > "$work/worker.out" 2> "$work/worker.log"; then
