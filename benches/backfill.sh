@@ -52,30 +52,8 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-have() { command -v "$1" >/dev/null 2>&1; }
-say() { echo "==> $*"; }
-apt_install() {
-    local sudo=()
-    if [[ $(id -u) -ne 0 ]]; then
-        if have sudo; then sudo=(sudo); else
-            echo "error: not root and sudo is not available; as root run: apt-get update && apt-get install -y $*" >&2
-            exit 1
-        fi
-    fi
-    ${sudo[@]+"${sudo[@]}"} apt-get update -qq
-    ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
-}
-
-for tool in influxd influx; do
-    have "$tool" || { echo "error: $tool not found: apt-get install -y influxdb influxdb-client" >&2; exit 1; }
-done
-for tool in python3 curl; do
-    have "$tool" || { echo "error: $tool not found: apt-get install -y $tool" >&2; exit 1; }
-done
-if [[ ! -x /usr/bin/time ]]; then
-    say "/usr/bin/time not found (it measures the peak RSS); installing the Debian package time"
-    apt_install time
-fi
+. benches/lib.sh
+require_tools
 
 # the export step of the baseline
 export_name=none
@@ -103,93 +81,15 @@ if (( baseline )); then
     fi
 fi
 
-if [[ -n ${BENCH_ROUTER:-} ]]; then
-    router=$BENCH_ROUTER
-else
-    say "cargo build --release"
-    cargo build --release --quiet --bin influxdb-router
-    router=$root/target/release/influxdb-router
-fi
-unset INFLUXDB_ROUTER_CONFIG
+release_router "$root"
 
 work=$(mktemp -d /tmp/backfill-bench.XXXXXX)
 declare -A node_pid node_port
 cleanup() {
-    local name
-    for name in "${!node_pid[@]}"; do kill "${node_pid[$name]}" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    stop_all_nodes
     if [[ $keep == 1 ]]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-# start_node NAME: a fresh influxd with its own directories and free ports
-start_node() {
-    local name=$1 dir=$work/$1 http rpc
-    http=$(free_port) rpc=$(free_port)
-    mkdir -p "$dir"
-    cat > "$dir/influxd.toml" <<EOF
-reporting-disabled = true
-bind-address = "127.0.0.1:$rpc"
-[meta]
-  dir = "$dir/meta"
-  logging-enabled = false
-[data]
-  dir = "$dir/data"
-  wal-dir = "$dir/wal"
-  query-log-enabled = false
-  # SRC's cache goes to TSM files soon after the load, as old data would be
-  cache-snapshot-write-cold-duration = "2s"
-[retention]
-  enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = "127.0.0.1:$http"
-  log-enabled = false
-[logging]
-  level = "error"
-  suppress-logo = true
-EOF
-    influxd run -config "$dir/influxd.toml" > "$dir/influxd.log" 2>&1 &
-    node_pid[$name]=$! node_port[$name]=$http
-    for _ in $(seq 150); do
-        curl -sf -o /dev/null "http://127.0.0.1:$http/ping" && return 0
-        kill -0 "${node_pid[$name]}" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "error: influxd $name did not start; its log:" >&2
-    tail -20 "$dir/influxd.log" >&2
-    exit 1
-}
-
-stop_node() {
-    local name=$1
-    kill "${node_pid[$name]}" 2>/dev/null || true
-    wait "${node_pid[$name]}" 2>/dev/null || true
-    unset "node_pid[$name]"
-    rm -rf "${work:?}/$name"
-}
-
-url() { echo "http://127.0.0.1:${node_port[$1]}"; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# busy ticks of the whole machine (every core)
-machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
-ticks_per_s=$(getconf CLK_TCK)
-now() { date +%s.%N; }
-
-# counts NAME: every field's count in db bench, as sorted "measurement field count" lines
-counts() {
-    curl -sf "$(url "$1")/query" --data-urlencode "db=bench" \
-        --data-urlencode 'q=SELECT count(*) FROM /.*/' | python3 -c '
-import json, sys
-for result in json.load(sys.stdin)["results"]:
-    for s in result.get("series", []):
-        for col, value in zip(s["columns"][1:], s["values"][0][1:]):
-            print(s["name"], col.removeprefix("count_"), value)
-' | sort
-}
 
 check_copy() {
     local name=$1 what=$2
@@ -276,13 +176,7 @@ python3 -c "print(f'    loaded in {$t1 - $t0:.1f} s ({$total / ($t1 - $t0):,.0f}
 
 # let SRC write its cache to TSM files and finish compacting: the export reads files
 say "waiting until SRC's files settle"
-last="" stable=0
-for _ in $(seq 240); do
-    listing=$(find "$work/src/data/bench" "$work/src/wal/bench" -type f -printf '%p %s\n' 2>/dev/null | sort | md5sum)
-    if [[ $listing == "$last" ]]; then stable=$((stable + 1)); else stable=0; last=$listing; fi
-    [[ $stable -ge 6 ]] && break
-    sleep 0.5
-done
+wait_settled bench src
 counts src > "$work/counts-src"
 counted=$(awk '$2 == "value" {n += $3} END {print n + 0}' "$work/counts-src")
 if [[ $counted != "$total" ]]; then
