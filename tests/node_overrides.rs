@@ -515,8 +515,8 @@ async fn auto_recover_holds_a_new_srv_node_and_enqueues_one_job() {
     let dns_port = free_port();
     let mut dns = Dnsmasq::start(dns_port, &[a.port()]);
     let queues = tempfile::tempdir().unwrap();
-    let config = |n: usize| {
-        let text = format!(
+    let text = |n: usize| {
+        format!(
             "[server]\nbind = \"127.0.0.1:0\"\n[health]\ninterval = \"100ms\"\n[buffer]\ndir = {:?}\n\
              [routing]\ndefault_cluster = \"dns\"\ndns_servers = [\"127.0.0.1:{dns_port}\"]\n\
              redis_url = \"{REDIS}\"\namqp_url = \"{AMQP}\"\nkey_prefix = \"{}\"\npoll_interval = \"1s\"\n\
@@ -524,9 +524,21 @@ async fn auto_recover_holds_a_new_srv_node_and_enqueues_one_job() {
              [[cluster]]\nname = \"dns\"\nsrv = \"{RECORD}\"\nsrv_interval = \"200ms\"\n",
             queues.path().join(format!("r{n}")).display().to_string(),
             prefix.0,
-        );
-        Config::from_toml_str(&text, "test").unwrap()
+        )
     };
+    let config = |n: usize| Config::from_toml_str(&text(n), "test").unwrap();
+    // what the new replica must get from the one already there
+    a.create_database("d").await;
+    let history: String = (0..200)
+        .map(|i| {
+            format!(
+                "m,host=h{} v={i}i {}\n",
+                i % 4,
+                1_600_000_000_000_000_000u64 + i * 1_000_000_000
+            )
+        })
+        .collect();
+    a.write("d", &history).await;
     let routers = [
         server::spawn(config(1), "test").await.unwrap(),
         server::spawn(config(2), "test").await.unwrap(),
@@ -627,11 +639,39 @@ async fn auto_recover_holds_a_new_srv_node_and_enqueues_one_job() {
     assert_eq!(job_ids(&prefix), std::slice::from_ref(&claimed));
     assert_eq!(ready(&format!("{}.jobs", prefix.0)).await, 1);
 
-    // the job clears the override when done: the node serves reads
-    prefix.clear_override("dns", &name_b).await;
+    // a worker runs the one job: the new node gets the data, the override
+    // goes, and the node serves reads
+    let worker_config = queues.path().join("worker.toml");
+    std::fs::write(&worker_config, text(3)).unwrap();
+    let worker = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(support::admin::BIN)
+            .args(["admin", "-c"])
+            .arg(&worker_config)
+            .args(["worker", "--once"])
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("the worker runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        worker.status.success(),
+        "worker: {}",
+        String::from_utf8_lossy(&worker.stderr)
+    );
+    let record: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(format!("{}:job:{claimed}", prefix.0))
+        .query(&mut prefix.redis())
+        .unwrap();
+    assert_eq!(record["state"], "done", "{record:?}");
     for url in &urls {
         wait_for_mode(url, &name_b, "read-write").await;
     }
+    let counted = b.query("SELECT count(v) FROM m", Some("d")).await;
+    assert_eq!(
+        counted["results"][0]["series"][0]["values"][0][1], 200,
+        "{counted}"
+    );
     // flapping after that: held for as long as it takes to find the claim
     // taken (too short to observe reliably), then the node serves reads
     // again; still one job
@@ -649,7 +689,8 @@ async fn auto_recover_holds_a_new_srv_node_and_enqueues_one_job() {
         wait_for_mode(url, &name_b, "read-write").await;
     }
     assert_eq!(job_ids(&prefix), [claimed]);
-    assert_eq!(ready(&format!("{}.jobs", prefix.0)).await, 1);
+    // the worker took the one message; no other came
+    assert_eq!(ready(&format!("{}.jobs", prefix.0)).await, 0);
 }
 
 /// The table that first has a new node already has it write-only: checked

@@ -12,7 +12,7 @@ use redis::AsyncCommands;
 
 use crate::config::Config;
 use crate::routing::overrides::{
-    self as names, field, overrides_key, overrides_version_key, recover_key, Override, Overrides,
+    self as names, field, overrides_key, overrides_version_key, Override, Overrides,
 };
 use crate::routing::source::redis as routing_store;
 
@@ -215,17 +215,6 @@ impl OverrideStore {
                 notice_warning: None,
             }),
         }
-    }
-
-    /// Deletes the per-node recover-job key (`auto_recover`'s dedup key);
-    /// whether there was one.
-    pub async fn clear_recover_key(&self, cluster: &str, node: &str) -> Result<bool, ControlError> {
-        let mut conn = self.conn.clone();
-        let removed: u64 = conn
-            .del(recover_key(&self.prefix, cluster, node))
-            .await
-            .map_err(|e| self.failed(e))?;
-        Ok(removed > 0)
     }
 
     /// Publishes `overrides:<version>`; a warning when it cannot.

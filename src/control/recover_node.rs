@@ -588,7 +588,7 @@ async fn write_only(
     Ok(t0)
 }
 
-/// Step 6: the override removed, the receipts, the recover key.
+/// Step 6: the override removed, and the receipts for that.
 async fn release(
     store: &OverrideStore,
     args: &RecoverNodeArgs,
@@ -621,16 +621,12 @@ async fn release(
         &found,
         &format!("the removal (overrides version {version})"),
     );
-    let cleared = store.clear_recover_key(&args.cluster, &args.node).await?;
-    ledger.record(
-        step::RELEASE,
-        serde_json::json!({ "version": version, "recover_key_removed": cleared }),
-    )?;
+    // the auto_recover key stays until it expires: a node that flaps after
+    // its recovery must not get another job per flap
+    ledger.record(step::RELEASE, serde_json::json!({ "version": version }))?;
     report.steps.push(format!(
-        "{}/{}: override removed (version {version}){}; it serves reads",
-        args.cluster,
-        args.node,
-        if cleared { ", recover key deleted" } else { "" }
+        "{}/{}: override removed (version {version}); it serves reads",
+        args.cluster, args.node
     ));
     Ok(())
 }
