@@ -76,17 +76,8 @@ pub async fn resolve(
         }
     };
     let table = routing_table(config).await?;
-    let cluster = table
-        .clusters
-        .iter()
-        .find(|c| c.name == cluster_name)
-        .ok_or_else(|| {
-            let known: Vec<&str> = table.clusters.iter().map(|c| c.name.as_str()).collect();
-            ControlError::Failed(format!(
-                "unknown cluster {cluster_name:?} in {spec:?} (the routing table has: {})",
-                known.join(", ")
-            ))
-        })?;
+    let cluster = find_cluster(&table, cluster_name)
+        .map_err(|e| ControlError::Failed(format!("{e} (in {spec:?})")))?;
     let nodes = cluster_nodes(cluster, &table).await?;
     let chosen: Vec<&NodeConfig> = match node_name {
         Some(name) => {
@@ -126,6 +117,21 @@ pub fn node_endpoint(cluster: &ClusterConfig, node: &NodeConfig) -> Endpoint {
     }
 }
 
+/// The cluster called `name` in `table`; the error lists the ones it has.
+pub fn find_cluster<'a>(table: &'a Config, name: &str) -> Result<&'a ClusterConfig, ControlError> {
+    table
+        .clusters
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = table.clusters.iter().map(|c| c.name.as_str()).collect();
+            ControlError::Failed(format!(
+                "unknown cluster {name:?} (the routing table has: {})",
+                known.join(", ")
+            ))
+        })
+}
+
 /// One node of a cluster as the routing table in force names it.
 #[derive(Debug, Clone)]
 pub struct Member {
@@ -143,17 +149,7 @@ pub async fn cluster_members(
     cluster_name: &str,
 ) -> Result<Vec<Member>, ControlError> {
     let table = routing_table(config).await?;
-    let cluster = table
-        .clusters
-        .iter()
-        .find(|c| c.name == cluster_name)
-        .ok_or_else(|| {
-            let known: Vec<&str> = table.clusters.iter().map(|c| c.name.as_str()).collect();
-            ControlError::Failed(format!(
-                "unknown cluster {cluster_name:?} (the routing table has: {})",
-                known.join(", ")
-            ))
-        })?;
+    let cluster = find_cluster(&table, cluster_name)?;
     let nodes = cluster_nodes(cluster, &table).await?;
     Ok(nodes
         .into_iter()

@@ -170,7 +170,7 @@ pub async fn reader(table: &Config, cluster: &ClusterConfig) -> Result<Influx, C
 
 /// Every node of `cluster` that takes writes, as endpoints.
 pub async fn writers(table: &Config, cluster: &str) -> Result<Vec<Endpoint>, ControlError> {
-    let cluster = find_cluster(table, cluster)?;
+    let cluster = endpoint::find_cluster(table, cluster)?;
     let nodes = endpoint::cluster_nodes(cluster, table).await?;
     Ok(nodes
         .iter()
@@ -181,21 +181,12 @@ pub async fn writers(table: &Config, cluster: &str) -> Result<Vec<Endpoint>, Con
 
 /// Every node of `cluster`, whatever its mode, as endpoints.
 pub async fn all_nodes(table: &Config, cluster: &str) -> Result<Vec<Endpoint>, ControlError> {
-    let cluster = find_cluster(table, cluster)?;
+    let cluster = endpoint::find_cluster(table, cluster)?;
     let nodes = endpoint::cluster_nodes(cluster, table).await?;
     Ok(nodes
         .iter()
         .map(|n| endpoint::node_endpoint(cluster, n))
         .collect())
-}
-
-/// The cluster called `name` in `table`.
-pub fn find_cluster<'a>(table: &'a Config, name: &str) -> Result<&'a ClusterConfig, ControlError> {
-    table
-        .clusters
-        .iter()
-        .find(|c| c.name == name)
-        .ok_or_else(|| ControlError::Failed(format!("the routing table has no cluster {name:?}")))
 }
 
 /// The moves `table` implies for what its clusters hold now: each

@@ -259,7 +259,7 @@ impl Rebalance<'_> {
 
     /// Step 2: copy, verify, repair.
     async fn copy_and_verify(&mut self, m: &Move) -> Result<u64, ControlError> {
-        let from = moves::find_cluster(&self.table, &m.from)?;
+        let from = super::endpoint::find_cluster(&self.table, &m.from)?;
         let src = moves::reader(&self.table, from).await?;
         let http = HttpClient::new().map_err(ControlError::Failed)?;
         let dst: Vec<Influx> = moves::writers(&self.table, &m.to)
