@@ -199,9 +199,11 @@ impl Rebalance<'_> {
                  reload it, then run rebalance again (nothing was copied or deleted):\n\n{blocks}"
             )));
         }
-        let table = self.table.clone();
         let changed = self
             .update_document("rebalance: publish moves", |document| {
+                // the document as stored now (another change may have come)
+                let table = store::validate(document, "the stored routing document")
+                    .map_err(|problems| problems.join("; "))?;
                 Ok(moves::add(document, &table, planned, None))
             })
             .await?;
