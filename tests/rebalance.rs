@@ -535,25 +535,49 @@ async fn a_verify_that_stays_different_stops_the_rebalance_and_deletes_nothing()
         .await
         .expect(0);
     let document = fleet.document();
-    // a measurement that moves to c, from the recorded moves
-    let moved = document
+    // a measurement that moves to c, and where it is, from the recorded moves
+    let block = document
         .split("[[move]]")
         .skip(1)
         .find(|block| block.contains("to = \"c\""))
-        .and_then(|block| block.split("measurement = \"").nth(1))
-        .and_then(|rest| rest.split('"').next())
-        .expect("a move to c")
-        .to_string();
-    // c already has a point of it that the old owner never had
-    fleet.nodes[2].create_database(DB).await;
-    fleet.nodes[2]
-        .write(
-            DB,
-            &format!("{moved},host=stray v=999i 1500000000000000000\n"),
-        )
-        .await;
+        .expect("a move to c");
+    let field = |key: &str| {
+        block
+            .split(&format!("{key} = \""))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (moved, from) = (field("measurement"), field("from"));
+    let source = &fleet.nodes[if from == "a" { 0 } else { 1 }];
+    // something keeps writing old points of it to its old cluster only,
+    // behind the router's back: the new owner never catches up
+    let stop = Arc::new(AtomicBool::new(false));
+    let sneaking = {
+        let (stop, url, moved) = (stop.clone(), source.url(), moved.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let line = format!(
+                    "{moved},host=sneak v={i}i {}\n",
+                    1_600_000_000_000_000_000u64 + 500_000_000 + i
+                );
+                let _ = reqwest::Client::new()
+                    .post(format!("{url}/write?db={DB}"))
+                    .body(line)
+                    .send()
+                    .await;
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            i
+        })
+    };
 
     let run = fleet.queue.run(&["rebalance", "--db", DB]).await;
+    stop.store(true, Ordering::Relaxed);
+    let sneaked = sneaking.await.unwrap();
     run.expect(1);
     assert!(run.stderr.contains("DIFFERS"), "{}", run.output());
     assert!(run.stderr.contains(&moved), "{}", run.output());
@@ -569,5 +593,5 @@ async fn a_verify_that_stays_different_stops_the_rebalance_and_deletes_nothing()
         "{document}"
     );
     let counts = fleet.counts().await.unwrap();
-    assert_eq!(counts.get(&moved).copied(), Some(100));
+    assert_eq!(counts.get(&moved).copied(), Some(100 + sneaked));
 }

@@ -16,7 +16,7 @@ use crate::config::glob::Glob;
 use super::backfill::{self, BackfillReport};
 use super::influx::Influx;
 use super::ledger::{Forgetful, Ledger};
-use super::pieces::Selection;
+use super::pieces::{Piece, Selection};
 use super::progress::Display;
 use super::time::Range;
 use super::verify::{self, Difference, VerifyReport};
@@ -60,7 +60,13 @@ impl ConvergeReport {
 
 /// Copies `selection` of `databases` from `src` to every server of `dst`,
 /// then compares and repairs as the module says. Finished copy pieces go
-/// to `ledger`; comparisons always run in full.
+/// to `ledger`; comparisons always run in full. With `contain`, a
+/// destination may hold more than the source (data that reached it from
+/// elsewhere, like a measurement moving in from two clusters): a piece that
+/// still differs passes when copying the source's piece into it once more
+/// leaves it exactly as it was — every point of the source is already there,
+/// with the same values.
+#[allow(clippy::too_many_arguments)]
 pub async fn converge(
     src: &Influx,
     dst: &[Influx],
@@ -69,6 +75,7 @@ pub async fn converge(
     ledger: &mut dyn Ledger,
     display: Display,
     rounds: u32,
+    contain: bool,
 ) -> Result<ConvergeReport, ControlError> {
     let copied = backfill::copy(
         src,
@@ -80,7 +87,10 @@ pub async fn converge(
     )
     .await?;
     copied.outcome()?;
-    let settled = settle(src, dst, databases, selection, rounds).await?;
+    let mut settled = settle(src, dst, databases, selection, rounds).await?;
+    if contain {
+        accept_contained(src, dst, selection, &mut settled).await?;
+    }
     settled.outcome(rounds)?;
     Ok(ConvergeReport {
         copied,
@@ -158,6 +168,58 @@ pub async fn settle(
             }
         }
     }
+}
+
+/// Drops from `settled` the differences whose destination piece already
+/// contains the source's (see [`converge`]); a piece in which live writes
+/// land meanwhile is tried a few times.
+async fn accept_contained(
+    src: &Influx,
+    dst: &[Influx],
+    selection: &Selection,
+    settled: &mut Settled,
+) -> Result<(), ControlError> {
+    for (node, report) in dst.iter().zip(settled.verified.iter_mut()) {
+        let mut left = Vec::new();
+        for difference in std::mem::take(&mut report.differences) {
+            if !contains(src, node, &difference, selection).await? {
+                left.push(difference);
+            }
+        }
+        report.equal = left.is_empty();
+        report.differences = left;
+    }
+    Ok(())
+}
+
+/// Whether `dst` holds every point of the piece of `difference` that `src` has.
+async fn contains(
+    src: &Influx,
+    dst: &Influx,
+    difference: &Difference,
+    selection: &Selection,
+) -> Result<bool, ControlError> {
+    if difference.dst_points < difference.src_points {
+        return Ok(false);
+    }
+    let piece = Piece {
+        db: difference.db.clone(),
+        rp: difference.rp.clone(),
+        measurement: difference.measurement.clone(),
+        window: Range {
+            start: difference.start_ns,
+            end: difference.end_ns,
+        },
+    };
+    for _ in 0..3 {
+        let before = verify::digest(dst, &piece, true).await?;
+        repair(src, dst, difference, selection).await?;
+        if verify::digest(dst, &piece, true).await? == before {
+            return Ok(true);
+        }
+        tokio::time::sleep(SETTLE).await;
+    }
+    Ok(false)
 }
 
 /// Copies the piece of one difference again, from `src` to `dst`.

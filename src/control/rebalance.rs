@@ -289,6 +289,9 @@ impl Rebalance<'_> {
             &mut *self.ledger,
             self.display.clone(),
             REPAIR_ROUNDS,
+            // the owner may hold more: writes that went to it directly, or
+            // the same measurement moving in from another cluster
+            true,
         )
         .await
         .map_err(|e| ControlError::Failed(format!("{m}: {e}")))?;

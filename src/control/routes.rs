@@ -95,6 +95,7 @@ pub async fn push(
         .map_err(|e| ControlError::Failed(format!("cannot read {}: {e}", file.display())))?;
     let origin = file.display().to_string();
     let mut recorded = 0;
+    let mut unread = Vec::new();
     if with_moves {
         let new = store::validate(&text, &origin).map_err(|errors| {
             ControlError::Failed(store::RoutesError::Invalid(errors).to_string())
@@ -106,7 +107,7 @@ pub async fn push(
             Ok(None) => None,
             Err(e) => return Err(ControlError::Failed(e.to_string())),
         };
-        let implied = implied_moves(&new, previous.as_ref()).await?;
+        let implied = implied_moves(&new, previous.as_ref(), &mut unread).await?;
         if let Some(with) = moves::add(&text, &new, &implied, previous.as_ref()) {
             recorded = implied
                 .iter()
@@ -131,41 +132,61 @@ pub async fn push(
             pushed.version,
             store::document_key(&at.prefix)
         ),
-        warning: pushed.notice.err().map(|e| {
-            format!("the change notice was not published ({e}); routers pick the change up at their next poll")
-        }),
+        warning: {
+            let mut warnings: Vec<String> = unread
+                .iter()
+                .map(|e| format!("no moves recorded for what it holds: {e}"))
+                .collect();
+            if let Err(e) = pushed.notice {
+                warnings.push(format!("the change notice was not published ({e}); routers pick the change up at their next poll"));
+            }
+            (!warnings.is_empty()).then(|| warnings.join("\n"))
+        },
     })
 }
 
 /// The moves `new` implies for what the clusters hold now. The clusters
 /// `previous` (the stored table) has are read; a cluster only `new` has is
 /// new and holds nothing yet. A cluster `new` drops that still holds data
-/// is an error.
-async fn implied_moves(new: &Config, previous: Option<&Config>) -> Result<Vec<Move>, ControlError> {
-    let Some(previous) = previous else {
-        return moves::plan(new, &[], None).await;
-    };
-    for cluster in &previous.clusters {
-        if new.clusters.iter().any(|c| c.name == cluster.name) {
-            continue;
-        }
-        let held = moves::holdings(previous, cluster, &[], None).await?;
-        if let Some((db, measurements)) = held.databases.first() {
-            return Err(ControlError::Failed(format!(
-                "the new table drops cluster {:?}, which still holds data (database {db:?}: {}); \
-                 keep it in the table until `admin rebalance` has moved its data",
-                cluster.name,
-                measurements.join(", ")
-            )));
+/// is an error. A cluster that cannot be read (its nodes are down or not
+/// there yet) is skipped and named in `unread`: it serves no reads either.
+async fn implied_moves(
+    new: &Config,
+    previous: Option<&Config>,
+    unread: &mut Vec<String>,
+) -> Result<Vec<Move>, ControlError> {
+    let mut implied = Vec::new();
+    if let Some(previous) = previous {
+        for cluster in &previous.clusters {
+            if new.clusters.iter().any(|c| c.name == cluster.name) {
+                continue;
+            }
+            let held = match moves::holdings(previous, cluster, &[], None).await {
+                Ok(held) => held,
+                Err(e) => {
+                    unread.push(e.to_string());
+                    continue;
+                }
+            };
+            if let Some((db, measurements)) = held.databases.first() {
+                return Err(ControlError::Failed(format!(
+                    "the new table drops cluster {:?}, which still holds data (database {db:?}: {}); \
+                     keep it in the table until `admin rebalance` has moved its data",
+                    cluster.name,
+                    measurements.join(", ")
+                )));
+            }
         }
     }
-    let mut known = new.clone();
-    known
+    let known = new
         .clusters
-        .retain(|c| previous.clusters.iter().any(|p| p.name == c.name));
-    let mut implied = Vec::new();
-    for cluster in &known.clusters {
-        implied.extend(moves::plan_cluster(new, cluster, &[], None).await?);
+        .iter()
+        .filter(|c| previous.map_or(true, |p| p.clusters.iter().any(|o| o.name == c.name)));
+    for cluster in known {
+        match moves::plan_cluster(new, cluster, &[], None).await {
+            Ok(found) => implied.extend(found),
+            Err(e) => unread.push(e.to_string()),
+        }
     }
     Ok(implied)
 }

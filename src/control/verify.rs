@@ -338,7 +338,7 @@ pub async fn compare(
 }
 
 /// The digest of one side of a piece (empty where the database is missing).
-async fn digest(server: &Influx, piece: &Piece, has_db: bool) -> Result<Digest, ControlError> {
+pub async fn digest(server: &Influx, piece: &Piece, has_db: bool) -> Result<Digest, ControlError> {
     let mut summer = Summer::default();
     if has_db {
         let mut stream = server.stream(&piece.db, &piece.select()).await?;

@@ -120,7 +120,8 @@ pub fn status(shared: &Arc<Shared>) -> Response<ResponseBody> {
             // SPEC: the Redis document's version with `source = "redis"` (0 before
             // one is applied), else a count of swaps
             "version": match shared.config.routing.source {
-                RoutingSource::Redis => reloads.document_version.unwrap_or(0),
+                // (of the table in force: a table held for its schema copy is not yet)
+                RoutingSource::Redis => reloads.live_document_version.unwrap_or(0),
                 RoutingSource::File => table.version(),
             },
             "table_version": table.version(),
