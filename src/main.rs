@@ -402,6 +402,16 @@ fn check_config(loaded: &LoadedConfig) -> ExitCode {
     for (i, route) in config.routes.iter().enumerate() {
         println!("route {i}: {}", describe_route(route));
     }
+    for (i, m) in config.moves.iter().enumerate() {
+        println!(
+            "move {i}: database {} measurement {} from {} to {} ({})",
+            m.database.as_str(),
+            m.measurement.as_ref().map_or("*", |g| g.as_str()),
+            m.from,
+            m.to,
+            m.state.as_str()
+        );
+    }
     println!("limits: {}", config.limits.describe());
     ExitCode::SUCCESS
 }
