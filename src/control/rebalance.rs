@@ -111,11 +111,6 @@ pub async fn run(
         moves: planned.len(),
         ..Default::default()
     };
-    if planned.is_empty() {
-        report.summary =
-            format!("rebalance {db}: every measurement lives on its owner; nothing to move");
-        return Ok(report);
-    }
     let mut rebalance = Rebalance {
         config,
         table,
@@ -123,6 +118,16 @@ pub async fn run(
         display,
         report: &mut report,
     };
+    // entries of this database that no data needs any more (moved by hand,
+    // dropped, or the rules changed again) stop sending writes to `from`
+    for stale in stale_entries(&rebalance.table, &db, glob.as_ref(), &planned) {
+        rebalance.forget_entry(&stale).await?;
+    }
+    if planned.is_empty() {
+        report.summary =
+            format!("rebalance {db}: every measurement lives on its owner; nothing to move");
+        return Ok(report);
+    }
     rebalance.publish(&planned).await?;
     for m in &planned {
         rebalance.carry_out(m).await?;
@@ -140,6 +145,39 @@ pub async fn run(
         }
     );
     Ok(report)
+}
+
+/// The `[[move]]` entries of `db` (one measurement each, as rebalance
+/// writes them; within `glob`) that none of the `planned` moves is.
+fn stale_entries(table: &Config, db: &str, glob: Option<&Glob>, planned: &[Move]) -> Vec<Move> {
+    table
+        .moves
+        .iter()
+        .filter_map(|entry| {
+            let m = Move {
+                database: db.to_string(),
+                measurement: unescape(entry.measurement.as_ref()?.as_str())?,
+                from: entry.from.clone(),
+                to: entry.to.clone(),
+            };
+            let ours = m.is(entry) && glob.map_or(true, |g| g.is_match(&m.measurement));
+            (ours && !planned.contains(&m)).then_some(m)
+        })
+        .collect()
+}
+
+/// The name a literal glob (`Glob::literal`) matches; `None` for a pattern.
+fn unescape(pattern: &str) -> Option<String> {
+    let mut name = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => name.push(chars.next()?),
+            '*' | '?' | '[' => return None,
+            c => name.push(c),
+        }
+    }
+    Some(name)
 }
 
 /// `--plan`: the `[[move]]` entries the table lacks, and the ones it has.
@@ -415,5 +453,56 @@ impl Rebalance<'_> {
     async fn reread(&mut self) -> Result<(), ControlError> {
         self.table = super::endpoint::routing_table(self.config).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_no_planned_move_needs_are_stale() {
+        let text = r#"
+[routing]
+default_cluster = "a"
+[[cluster]]
+name = "a"
+nodes = [{ name = "a1", url = "http://127.0.0.1:1" }]
+[[cluster]]
+name = "b"
+nodes = [{ name = "b1", url = "http://127.0.0.1:2" }]
+[[move]]
+database = "big"
+measurement = "cpu"
+from = "a"
+to = "b"
+[[move]]
+database = "big"
+measurement = "m\\*x"
+from = "a"
+to = "b"
+[[move]]
+database = "big"
+measurement = "disk*"
+from = "a"
+to = "b"
+"#;
+        let table = Config::from_toml_str(text, "t").unwrap();
+        let m = |name: &str| Move {
+            database: "big".into(),
+            measurement: name.into(),
+            from: "a".into(),
+            to: "b".into(),
+        };
+        // cpu still has to move; m*x does not; a pattern is not ours to drop
+        assert_eq!(stale_entries(&table, "big", None, &[m("cpu")]), [m("m*x")]);
+        assert_eq!(stale_entries(&table, "other", None, &[]), []);
+        let only_cpu = Glob::new("c*").unwrap();
+        assert_eq!(
+            stale_entries(&table, "big", Some(&only_cpu), &[]),
+            [m("cpu")]
+        );
+        assert_eq!(unescape("m\\*x").as_deref(), Some("m*x"));
+        assert_eq!(unescape("disk*"), None);
     }
 }
