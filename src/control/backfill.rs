@@ -62,14 +62,11 @@ pub struct BackfillReport {
 impl BackfillReport {
     /// `Err` naming the destination nodes that dropped out, if any did.
     pub fn outcome(&self) -> Result<(), ControlError> {
-        if self.failed_nodes.is_empty() {
-            return Ok(());
-        }
-        Err(ControlError::Failed(format!(
-            "backfill incomplete: {} (the other nodes got everything; run the same command again \
-             once the node is back)",
-            self.failed_nodes.join("; ")
-        )))
+        super::nodes_dropped_out(
+            "backfill",
+            &self.failed_nodes,
+            "the other nodes got everything",
+        )
     }
 }
 

@@ -84,14 +84,11 @@ pub struct CqBackfillReport {
 impl CqBackfillReport {
     /// `Err` naming the nodes that dropped out, if any did.
     pub fn outcome(&self) -> Result<(), ControlError> {
-        if self.failed_nodes.is_empty() {
-            return Ok(());
-        }
-        Err(ControlError::Failed(format!(
-            "cq-backfill incomplete: {} (the other nodes finished; run the same command again \
-             once the node is back)",
-            self.failed_nodes.join("; ")
-        )))
+        super::nodes_dropped_out(
+            "cq-backfill",
+            &self.failed_nodes,
+            "the other nodes finished",
+        )
     }
 }
 

@@ -62,6 +62,22 @@ pub enum ControlError {
     Failed(String),
 }
 
+/// `Err` naming the nodes that dropped out of `command` (`failed`, each
+/// with why), if any did; `the_others` says what became of the rest.
+pub fn nodes_dropped_out(
+    command: &str,
+    failed: &[String],
+    the_others: &str,
+) -> Result<(), ControlError> {
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(ControlError::Failed(format!(
+        "{command} incomplete: {} ({the_others}; run the same command again once the node is back)",
+        failed.join("; ")
+    )))
+}
+
 impl ControlError {
     /// 2 for bad usage, 1 for a failure.
     pub fn exit_code(&self) -> u8 {
