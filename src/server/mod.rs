@@ -46,6 +46,7 @@ pub mod reload;
 mod schema_first;
 pub mod spread;
 pub mod status;
+mod swap;
 pub mod targets;
 pub mod tls;
 pub mod udp;

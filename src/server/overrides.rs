@@ -5,7 +5,7 @@
 //! keeps the configured modes) with two things on top, in
 //! [`NodeOverrides::effective`]:
 //!
-//! * the overrides last read from Redis ([`apply`], called by the follower
+//! * the overrides last read from Redis ([`record`], then rebuilt by `reload`, both called by the follower
 //!   in [`crate::routing::source::overrides`]): each named node that exists
 //!   gets the override's mode; others are ignored. Clearing an override
 //!   restores the configured mode with the next table;
@@ -34,12 +34,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::{reload, Shared};
+use super::Shared;
 use crate::config::{Config, NodeMode};
 use crate::control;
 use crate::routing::overrides::{self, Overrides, Receipt};
-use crate::routing::source::overrides::Wake;
-use crate::routing::source::Applied;
+use crate::routing::source::Wake;
 
 /// The overrides and auto-recover holds of one router.
 #[derive(Debug, Default)]
@@ -267,9 +266,10 @@ pub fn new_nodes(running: &Config, candidate: &Config) -> Vec<(String, String)> 
     new
 }
 
-/// Applies the overrides of `version` read when `read_at` began: holds
-/// settled before that end, and the table is rebuilt.
-pub fn apply(shared: &Arc<Shared>, version: u64, read: Overrides, read_at: Instant) -> Applied {
+/// Records the overrides of `version` read when `read_at` began (holds
+/// settled before that end); returns the origin to rebuild the table under
+/// (the caller, [`super::reload`], rebuilds it).
+pub fn record(shared: &Shared, version: u64, read: Overrides, read_at: Instant) -> String {
     {
         let mut state = shared.overrides.lock();
         state.applied = read;
@@ -278,11 +278,10 @@ pub fn apply(shared: &Arc<Shared>, version: u64, read: Overrides, read_at: Insta
             .holds
             .retain(|_, hold| hold.settled.map_or(true, |at| at > read_at));
     }
-    let origin = format!(
+    format!(
         "redis {} version {version}",
         overrides::overrides_key(&shared.config.routing.key_prefix)
-    );
-    reload::republish(shared, &origin)
+    )
 }
 
 /// This router's receipt (without its time).

@@ -11,6 +11,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use super::swap::{lock_running, swap_in};
 use super::Shared;
 use crate::config::{Config, NodeConfig, RoutingSource};
 use crate::routing::source::Sink;
@@ -110,7 +111,8 @@ impl Sink for Publisher {
         overrides: crate::routing::overrides::Overrides,
         read_at: std::time::Instant,
     ) -> Applied {
-        super::overrides::apply(&self.0, version, overrides, read_at)
+        let origin = super::overrides::record(&self.0, version, overrides, read_at);
+        republish(&self.0, &origin)
     }
 
     fn receipt(&self) -> crate::routing::overrides::Receipt {
@@ -151,7 +153,7 @@ fn apply_text(shared: &Arc<Shared>, text: &str, origin: &str, document: bool) ->
     if !document {
         warn_about_fixed_sections(&shared.config, &candidate, origin);
     }
-    let mut running = lock(&shared.running);
+    let mut running = lock_running(shared);
     let mut routing = shared.config.clone();
     if document {
         routing.routing.default_cluster = candidate.routing.default_cluster;
@@ -167,7 +169,7 @@ fn apply_text(shared: &Arc<Shared>, text: &str, origin: &str, document: bool) ->
 
 /// Publishes the routing part of an already validated `config` from `origin`.
 pub fn apply_config(shared: &Arc<Shared>, config: Config, origin: &str) -> Applied {
-    let mut running = lock(&shared.running);
+    let mut running = lock_running(shared);
     publish(shared, &mut running, config, origin)
 }
 
@@ -180,7 +182,7 @@ pub fn replace_discovered_nodes(
     nodes: Vec<NodeConfig>,
     origin: &str,
 ) -> Option<Applied> {
-    let mut running = lock(&shared.running);
+    let mut running = lock_running(shared);
     let mut config = running.clone();
     let target = config
         .clusters
@@ -192,7 +194,7 @@ pub fn replace_discovered_nodes(
 
 /// Publishes the running configuration again (node mode overrides changed).
 pub fn republish(shared: &Arc<Shared>, origin: &str) -> Applied {
-    let mut running = lock(&shared.running);
+    let mut running = lock_running(shared);
     let config = running.clone();
     publish(shared, &mut running, config, origin)
 }
@@ -200,11 +202,7 @@ pub fn republish(shared: &Arc<Shared>, origin: &str) -> Applied {
 /// The running routing configuration: what the live table was built from
 /// (with the configured node modes; see [`super::overrides`]).
 pub fn running_config(shared: &Shared) -> Config {
-    lock(&shared.running).clone()
-}
-
-fn lock(running: &Mutex<Config>) -> std::sync::MutexGuard<'_, Config> {
-    running.lock().unwrap_or_else(|e| e.into_inner())
+    lock_running(shared).clone()
 }
 
 /// Builds and publishes a table from `config` (with the node mode
@@ -253,21 +251,6 @@ fn publish(shared: &Arc<Shared>, running: &mut Config, config: Config, origin: &
     shared.overrides.published(shared, &config, new);
     *running = config;
     Applied::Swapped(version)
-}
-
-/// Makes `table` the live one: node tasks follow, the swap is counted.
-pub(super) fn swap_in(shared: &Arc<Shared>, table: RoutingTable, origin: &str) -> u64 {
-    let version = table.version();
-    shared.routing.publish(table);
-    shared.node_tasks.sync(shared, &shared.routing.load());
-    shared.reloads.update(|s| s.swaps += 1);
-    shared.monitor.table_swapped(version, origin);
-    version
-}
-
-/// The running configuration, locked (what serialises publishing).
-pub(super) fn lock_running(shared: &Shared) -> std::sync::MutexGuard<'_, Config> {
-    lock(&shared.running)
 }
 
 /// Gives every SRV cluster of `candidate` the nodes `running` has for it,

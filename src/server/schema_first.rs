@@ -138,7 +138,7 @@ pub(super) fn hold_again(
             hold(shared, table, superseded.published, running, &origin);
         }
         Ok(table) => {
-            super::reload::swap_in(shared, table, &origin);
+            super::swap::swap_in(shared, table, &origin);
         }
         Err(e) => {
             tracing::error!(source = %origin, error = %e, "the routing candidate held for its schema copy cannot be built again; the live table stays")
@@ -206,7 +206,7 @@ pub(super) fn hold(
 /// Publishes the held table of `generation` unless a newer candidate came.
 fn publish_held(shared: &Arc<Shared>, generation: u64) {
     // the order of publish(): the running configuration, then the gate
-    let _running = super::reload::lock_running(shared);
+    let _running = super::swap::lock_running(shared);
     let held = {
         let mut state = shared.schema_first.lock();
         match &state.held {
@@ -215,7 +215,7 @@ fn publish_held(shared: &Arc<Shared>, generation: u64) {
         }
     };
     if let Some(held) = held {
-        let version = super::reload::swap_in(shared, held.table, &held.origin);
+        let version = super::swap::swap_in(shared, held.table, &held.origin);
         // the Redis document it follows is now the live one (for receipts)
         shared
             .reloads

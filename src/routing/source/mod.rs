@@ -20,6 +20,16 @@ pub mod redis;
 use crate::config::{Config, NodeConfig};
 use crate::routing::overrides::{Overrides, Receipt};
 
+/// Why the overrides follower ([`overrides`]) is woken: by the Redis
+/// routing listener ([`redis`](mod@redis)) or by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Read the overrides now (and report).
+    Read,
+    /// Write this router's receipt now.
+    Report,
+}
+
 /// What became of a candidate handed to a [`Sink`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Applied {

@@ -20,18 +20,9 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, watch};
 
-use super::{Applied, Sink};
+use super::{Applied, Sink, Wake};
 use crate::config::Config;
 use crate::routing::overrides::{self, Receipt};
-
-/// Why the follower is woken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wake {
-    /// Read the overrides now (and report).
-    Read,
-    /// Write this router's receipt now.
-    Report,
-}
 
 /// This router's id in `P:routers`: `<hostname>:<port>:<pid>`, stable for
 /// the life of the process.

@@ -94,7 +94,7 @@ impl Notice {
 #[derive(Clone, Default)]
 pub struct NoticeRoutes {
     pub documents: Option<mpsc::Sender<u64>>,
-    pub overrides: Option<mpsc::Sender<super::overrides::Wake>>,
+    pub overrides: Option<mpsc::Sender<super::Wake>>,
 }
 
 /// Why a push or a read failed.
@@ -368,7 +368,7 @@ struct Follower {
     seen: Option<u64>,
     /// Asks the overrides follower to write this router's receipt (the
     /// routing version it reports changed).
-    report: Option<mpsc::Sender<super::overrides::Wake>>,
+    report: Option<mpsc::Sender<super::Wake>>,
 }
 
 impl Follower {
@@ -428,7 +428,7 @@ impl Follower {
 impl Follower {
     fn report(&self) {
         if let Some(report) = &self.report {
-            let _ = report.try_send(super::overrides::Wake::Report);
+            let _ = report.try_send(super::Wake::Report);
         }
     }
 }
@@ -466,7 +466,7 @@ pub fn write_cache_file(path: &Path, version: u64, document: &str) -> std::io::R
 pub async fn start(
     sink: &Arc<dyn Sink>,
     config: &Config,
-    overrides: Option<mpsc::Sender<super::overrides::Wake>>,
+    overrides: Option<mpsc::Sender<super::Wake>>,
     stop: watch::Receiver<bool>,
 ) {
     let routing = &config.routing;
@@ -554,7 +554,7 @@ pub fn listen_for_overrides(
     sink: &Arc<dyn Sink>,
     url: &str,
     prefix: &str,
-    overrides: mpsc::Sender<super::overrides::Wake>,
+    overrides: mpsc::Sender<super::Wake>,
     stop: watch::Receiver<bool>,
 ) {
     let routes = NoticeRoutes {
@@ -687,7 +687,7 @@ async fn consume(sink: &dyn Sink, url: &str, prefix: &str, routes: &NoticeRoutes
                         tracing::debug!(version, "node mode overrides change notice");
                         // a full channel already holds a read to come
                         !matches!(
-                            to.try_send(super::overrides::Wake::Read),
+                            to.try_send(super::Wake::Read),
                             Err(mpsc::error::TrySendError::Closed(_))
                         )
                     }
